@@ -1,0 +1,61 @@
+"""What every handler needs: its repository, and the JSON shapes of the contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import current_app
+
+from storage import Memory, MemoryRepository, Page
+
+CATALOG = "mnemo.catalog"  # the Flask extension under which create_app keeps the Catalog
+
+
+def repository(db_id: str | None, table: str | None) -> MemoryRepository:
+    """The repository that ``db_id``/``table`` name (storage raises if they name nothing)."""
+    return current_app.extensions[CATALOG].repository(db_id, table)
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, with microseconds when there are any."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def memory_json(memory: Memory) -> dict:
+    return {
+        "memory_id": memory.memory_id,
+        "memory": memory.memory,
+        "topics": memory.topics,
+        "user_id": memory.user_id,
+        "agent_id": memory.agent_id,
+        "team_id": memory.team_id,
+        "created_at": timestamp(memory.created_at),
+        "updated_at": timestamp(memory.updated_at),
+    }
+
+
+def page_json(page: Page, item_json: Callable) -> dict:
+    return {
+        "data": [item_json(item) for item in page.items],
+        "meta": {
+            "page": page.page,
+            "limit": page.limit,
+            "total_pages": page.total_pages,
+            "total_count": page.total_count,
+            "search_time_ms": page.search_time_ms,
+        },
+    }
+
+
+def error(status: int, detail: str, error_code: str) -> tuple[dict, int]:
+    return {"detail": detail, "error_code": error_code}, status
+
+
+def memory_not_found(memory_id: str) -> tuple[dict, int]:
+    return error(404, f"Memory with ID {memory_id} not found", "NOT_FOUND")
+
+
+def user_id_required() -> tuple[dict, int]:
+    # Agno's exact words: its clients and tests match on them.
+    return error(400, "User ID is required", "BAD_REQUEST")

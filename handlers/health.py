@@ -1,0 +1,5 @@
+"""Liveness of the service itself."""
+
+
+def health():
+    return {"status": "ok"}, 200

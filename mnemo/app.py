@@ -1,0 +1,95 @@
+"""The application factory: the contract, the storage and the glue between them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import connexion
+import orjson
+import yaml
+from connexion.jsonifier import Jsonifier
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+
+from handlers._shared import CATALOG
+from storage import Catalog, Database
+
+from . import errors, oas31
+from .auth import bearer_security
+from .config import Settings
+from .querystring import CommaSeparatedArrays, array_query_parameters
+
+log = logging.getLogger("mnemo")
+
+_PACKAGE = Path(__file__).resolve().parent
+# Installed, the document ships inside the package; in a source checkout it is the
+# repository's own openapi.yaml, one level up.
+DOCUMENT_LOCATIONS = (_PACKAGE / "openapi.yaml", _PACKAGE.parent / "openapi.yaml")
+
+
+def document_path() -> Path:
+    for path in DOCUMENT_LOCATIONS:
+        if path.is_file():
+            return path
+    raise FileNotFoundError("openapi.yaml not found in " + " or ".join(map(str, DOCUMENT_LOCATIONS)))
+
+
+def load_document(path: Path | None = None) -> dict:
+    """The API document, checked by openapi-spec-validator (InvalidSpecification if broken)."""
+    with open(path or document_path(), encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    oas31.validate_document(document)
+    return document
+
+
+class _Orjson:
+    """The json-module interface Connexion's Jsonifier expects, backed by orjson."""
+
+    @staticmethod
+    def dumps(data, **_options) -> str:
+        return orjson.dumps(data).decode()
+
+    @staticmethod
+    def loads(data):
+        return orjson.loads(data)
+
+
+def build_catalog(settings: Settings) -> Catalog:
+    return Catalog([Database.connect(settings.db_id, settings.database_url, [settings.table])])
+
+
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> connexion.FlaskApp:
+    """A ready-to-serve Connexion app; its database schema exists when this returns."""
+    settings = settings or Settings.from_env()
+    document = load_document()
+    if catalog is None:
+        catalog = build_catalog(settings)
+        catalog.create_schema()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        catalog.dispose()
+
+    oas31.install()
+    app = connexion.FlaskApp(
+        __name__,
+        lifespan=lifespan,
+        jsonifier=Jsonifier(_Orjson),
+        security_map={"bearer": bearer_security(settings.security_key)},
+        validator_map=oas31.VALIDATOR_MAP,
+        uri_parser_class=oas31.URIParser,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
+    )
+    app.add_api(document, validate_responses=settings.validate_responses)
+    app.app.extensions[CATALOG] = catalog
+    for error_class, handler in errors.HANDLERS:
+        app.add_error_handler(error_class, handler)
+    app.add_middleware(
+        CommaSeparatedArrays,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        names=array_query_parameters(document),
+    )
+    return app

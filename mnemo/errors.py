@@ -1,0 +1,105 @@
+"""Every error leaves the service as JSON ``{"detail": <string>, "error_code": <string>}``.
+
+Connexion's own problems (validation, auth, media type), routing errors, storage failures and
+anything unexpected all pass through here. Internals (tracebacks, SQL, paths) are logged,
+never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from storage import CatalogError, DatabaseUnavailable, TableWithoutDatabase
+
+from .oas31 import MalformedBodyProblem
+
+log = logging.getLogger("mnemo")
+
+ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_SERVER_ERROR",
+    501: "NOT_IMPLEMENTED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+# Seconds a client should wait before retrying when the database is away.
+RETRY_AFTER_S = 2
+
+
+def error_body(status: int, detail: str, error_code: str | None = None) -> dict:
+    return {"detail": detail, "error_code": error_code or ERROR_CODES.get(status, "ERROR")}
+
+
+def json_error(status: int, detail: str, error_code: str | None = None,
+               headers: dict | None = None) -> ConnexionResponse:
+    return ConnexionResponse(
+        status_code=status,
+        body=orjson.dumps(error_body(status, detail, error_code)),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def on_problem(_request, problem: ProblemException) -> ConnexionResponse:
+    status = problem.status
+    headers = dict(problem.headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    if status >= 500:
+        log.error("%s: %s", problem.title, problem.detail)
+        return json_error(status, "Internal server error")
+    code = "INVALID_JSON" if isinstance(problem, MalformedBodyProblem) else None
+    return json_error(status, str(problem.detail or problem.title), code, headers)
+
+
+def on_http_exception(_request, error: HTTPException) -> ConnexionResponse:
+    status = error.status_code
+    if status >= 500:
+        log.error("HTTP %s: %s", status, error.detail)
+        return json_error(status, "Internal server error")
+    detail = error.detail if isinstance(error.detail, str) else None
+    return json_error(status, detail or ERROR_CODES.get(status, "Error").replace("_", " ").capitalize(),
+                      headers=dict(error.headers or {}))
+
+
+def on_catalog_error(_request, error: CatalogError) -> ConnexionResponse:
+    status = 400 if isinstance(error, TableWithoutDatabase) else 404
+    return json_error(status, str(error))
+
+
+def on_database_unavailable(_request, _error: DatabaseUnavailable) -> ConnexionResponse:
+    return json_error(
+        503,
+        "The database is unavailable; retry shortly",
+        "DATABASE_UNAVAILABLE",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def on_unexpected(_request, error: Exception) -> ConnexionResponse:
+    log.error("unhandled error", exc_info=error)
+    return json_error(500, "Internal server error")
+
+
+HANDLERS = (
+    (ProblemException, on_problem),
+    (HTTPException, on_http_exception),
+    (CatalogError, on_catalog_error),
+    (DatabaseUnavailable, on_database_unavailable),
+    (Exception, on_unexpected),
+)

@@ -1,0 +1,296 @@
+"""Make Connexion 3.3 serve an OpenAPI 3.1 document.
+
+Why this module exists: Connexion 3.3 validates every document against the OpenAPI 3.0
+meta-schema, so a 3.1 document is refused outright (``'3.1.0' does not match
+'^3\\.0\\.\\d(-.+)?$'``; upstream issue spec-first/connexion#1396, still open). Past that
+check it validates requests with JSON Schema draft 4 and decides how to parse a parameter by
+reading a ``type`` key that 3.1's ``anyOf: [{...}, {type: 'null'}]`` idiom does not have.
+
+What it changes, and nothing else:
+
+* documents whose ``openapi`` is 3.1.x are checked by openapi-spec-validator's 3.1 validator
+  instead of Connexion's 3.0 meta-schema (other versions are untouched);
+* parameters and bodies are validated with JSON Schema 2020-12, the dialect of OpenAPI 3.1;
+  a violation answers 422 with the field and the rule, a body that is not JSON answers 400;
+* parameters are split and coerced by the non-null branch of a nullable ``anyOf`` (Connexion
+  reads ``type`` to decide), and exploded form arrays keep each occurrence as one item.
+
+Delete it when Connexion supports OpenAPI 3.1 itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import jsonschema
+import orjson
+from connexion import spec as connexion_spec
+from connexion.datastructures import MediaTypeDict
+from connexion.exceptions import (
+    BadRequestProblem,
+    InvalidSpecification,
+    NonConformingResponseBody,
+    UnsupportedMediaTypeProblem,
+)
+from connexion.operations import OpenAPIOperation
+from connexion.uri_parsing import OpenAPIURIParser
+from connexion.validators import (
+    FormDataValidator,
+    JSONRequestBodyValidator,
+    JSONResponseBodyValidator,
+    MultiPartFormDataValidator,
+    ParameterValidator,
+    TextResponseBodyValidator,
+)
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator
+from openapi_spec_validator.schemas import openapi_v31_schema_validator
+from starlette.datastructures import Headers
+
+log = logging.getLogger(__name__)
+
+FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+
+
+class RequestValidationProblem(BadRequestProblem):
+    """A request that breaks the document's schemas: 422 Unprocessable Content."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail=detail)
+        self.status = self.status_code = 422
+        self.title = "Unprocessable Content"
+
+
+class MalformedBodyProblem(BadRequestProblem):
+    """A body that cannot be parsed at all: 400 Bad Request."""
+
+
+# -- the document ---------------------------------------------------------------------------
+
+
+def is_openapi_31(document: dict) -> bool:
+    return str(document.get("openapi", "")).startswith("3.1.")
+
+
+def validate_document(document: dict) -> None:
+    """Raise InvalidSpecification listing what openapi-spec-validator finds wrong.
+
+    The document is first checked against the OpenAPI 3.1 schema alone, because the
+    validator's deeper checks assume a document of the right shape and can trip over one that
+    is not.
+    """
+    errors = list(openapi_v31_schema_validator.iter_errors(document))
+    if not errors:
+        try:
+            errors = list(OpenAPIV31SpecValidator(document).iter_errors())
+        except Exception as error:
+            raise InvalidSpecification(f"the OpenAPI 3.1 document is not valid: {error!r}") from None
+    if errors:
+        lines = [f"- {'/'.join(map(str, e.absolute_path)) or '(root)'}: "
+                 f"{e.message.splitlines()[0]}" for e in errors[:20]]
+        raise InvalidSpecification("the OpenAPI 3.1 document is not valid:\n" + "\n".join(lines))
+
+
+class OpenAPI31Operation(OpenAPIOperation):
+    """An operation whose parameters Connexion's parsing code can read.
+
+    Connexion decides how to split and coerce a parameter from its schema's ``type``. A
+    parameter value on the wire is never JSON null, so for parsing each parameter's schema is
+    its non-null branch; the document's own schema travels alongside, under
+    ``x-document-schema``, and is what validation uses.
+    """
+
+    @property
+    def parameters(self):
+        parsed = getattr(self, "_parsed_parameters", None)
+        if parsed is None:
+            parsed = [
+                {**p, "schema": non_null(p.get("schema", {})),
+                 "x-document-schema": p.get("schema", {})}
+                for p in super().parameters
+            ]
+            self._parsed_parameters = parsed
+        return parsed
+
+
+class OpenAPI31Specification(connexion_spec.OpenAPISpecification):
+    """Connexion's OpenAPI 3 specification, validated as the 3.1 document it is."""
+
+    operation_cls = OpenAPI31Operation
+
+    @classmethod
+    def _validate_spec(cls, spec: dict) -> None:
+        validate_document(spec)
+
+
+_connexion_from_dict = connexion_spec.Specification.from_dict.__func__  # type: ignore[attr-defined]
+
+
+def _from_dict(cls, spec, *, base_uri=""):
+    if isinstance(spec, dict) and is_openapi_31(spec):
+        return OpenAPI31Specification(spec, base_uri=base_uri)
+    return _connexion_from_dict(cls, spec, base_uri=base_uri)
+
+
+def install() -> None:
+    """Route 3.1 documents to OpenAPI31Specification. Idempotent."""
+    connexion_spec.Specification.from_dict = classmethod(_from_dict)  # type: ignore[assignment]
+
+
+# -- schemas --------------------------------------------------------------------------------
+
+
+def non_null(schema: dict) -> dict:
+    """The schema a present (non-null) value must match, for parsing decisions.
+
+    ``{anyOf: [{type: integer}, {type: 'null'}], default: 20}`` becomes
+    ``{type: integer, default: 20}``; anything else is returned as it is.
+    """
+    for keyword in ("anyOf", "oneOf"):
+        branches = schema.get(keyword)
+        if not branches:
+            continue
+        present = [b for b in branches if b.get("type") != "null"]
+        if len(present) == 1:
+            merged = {k: v for k, v in schema.items() if k != keyword}
+            merged.update(present[0])
+            return merged
+    return schema
+
+
+_validators: dict[int, tuple[dict, Draft202012Validator]] = {}
+
+
+def validator_for(schema: dict) -> Draft202012Validator:
+    """One validator per schema object, built on first use: Connexion asks per request."""
+    cached = _validators.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = (schema, Draft202012Validator(schema, format_checker=FORMAT_CHECKER))
+        _validators[id(schema)] = cached
+    return cached[1]
+
+
+def violation(schema: dict, instance: Any, where: str) -> str | None:
+    """'<where>.<path>: <rule broken>' for the most relevant violation, or None if valid."""
+    error = jsonschema.exceptions.best_match(validator_for(schema).iter_errors(instance))
+    if error is None:
+        return None
+    # "not valid under any of the given schemas" says little; name the rule the value broke
+    # in the branch it was meant for (never the 'null' branch of a nullable anyOf).
+    while error.validator in ("anyOf", "oneOf") and error.context:
+        meant = [e for e in error.context if e.schema.get("type") != "null"]
+        error = jsonschema.exceptions.best_match(meant or error.context)
+    path = ".".join(str(p) for p in error.absolute_path)
+    return f"{where}.{path}: {error.message}" if path else f"{where}: {error.message}"
+
+
+# -- parameters -----------------------------------------------------------------------------
+
+
+class URIParser(OpenAPIURIParser):
+    """Connexion's OpenAPI URI parser, minus its corruption of exploded form arrays."""
+
+    @staticmethod
+    def _resolve_param_duplicates(values, param_defn, _in):
+        if _is_exploded_form(param_defn, _in):
+            return list(values)
+        return OpenAPIURIParser._resolve_param_duplicates(values, param_defn, _in)
+
+    @staticmethod
+    def _split(value, param_defn, _in):
+        if _is_exploded_form(param_defn, _in):
+            # Each occurrence is one item. Connexion joins them with commas and splits again,
+            # which breaks any item that contains a comma.
+            return value
+        return OpenAPIURIParser._split(value, param_defn, _in)
+
+
+def _is_exploded_form(param_defn: dict, _in: str) -> bool:
+    style = param_defn.get("style", OpenAPIURIParser.style_defaults[_in])
+    return style == "form" and param_defn.get("explode", True)
+
+
+class Parameters(ParameterValidator):
+    """Parameter validation with JSON Schema 2020-12; a violation answers 422."""
+
+    @staticmethod
+    def validate_parameter(parameter_type, value, param, param_name=None):
+        if value is None:
+            if param.get("required"):
+                return f"{parameter_type} parameter '{param['name']}' is required"
+            return None
+        schema = param.get("x-document-schema", param.get("schema", {}))
+        return violation(schema, value, f"{parameter_type} parameter '{param['name']}'")
+
+    def validate_request(self, request):
+        try:
+            super().validate_request(request)
+        except BadRequestProblem as problem:
+            raise RequestValidationProblem(problem.detail) from None
+
+
+# -- bodies ---------------------------------------------------------------------------------
+
+UTF8 = {"utf-8", "utf8"}
+
+
+class JSONBody(JSONRequestBodyValidator):
+    """JSON request bodies: parsed strictly, validated with JSON Schema 2020-12."""
+
+    async def wrap_receive(self, receive, *, scope):
+        headers = Headers(scope=scope)
+        if headers.get("content-length", "0").strip() in ("", "0"):
+            if self._required:
+                raise RequestValidationProblem("body: a JSON request body is required")
+        elif "content-type" not in headers:
+            # Connexion would guess; a client that does not say what it sends is refused.
+            raise UnsupportedMediaTypeProblem(detail="Content-Type must be application/json")
+        return await super().wrap_receive(receive, scope=scope)
+
+    async def _parse(self, stream, scope) -> Any:
+        if self._encoding.lower() not in UTF8:
+            raise UnsupportedMediaTypeProblem(detail="JSON bodies must be encoded as UTF-8")
+        raw = b"".join([chunk async for chunk in stream])
+        if not raw:
+            return None
+        try:
+            # orjson also refuses invalid UTF-8 and lone surrogates, which no database stores.
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise MalformedBodyProblem(detail=f"body is not valid JSON: {error}") from None
+
+    def _validate(self, body: Any) -> None:
+        if body is None and not self._nullable:
+            raise RequestValidationProblem("body: a JSON request body is required")
+        problem = violation(self._schema, body, "body")
+        if problem:
+            raise RequestValidationProblem(problem)
+
+
+class JSONResponse(JSONResponseBodyValidator):
+    """Response validation (tests, or MNEMO_VALIDATE_RESPONSES) with JSON Schema 2020-12."""
+
+    def _validate(self, body: dict) -> None:
+        problem = violation(self._schema, body, "response")
+        if problem:
+            log.error("response does not match the document: %s", problem)
+            raise NonConformingResponseBody(detail="response does not match the API document")
+
+
+VALIDATOR_MAP = {
+    "parameter": Parameters,
+    "body": MediaTypeDict(
+        {
+            "*/*json": JSONBody,
+            "application/x-www-form-urlencoded": FormDataValidator,
+            "multipart/form-data": MultiPartFormDataValidator,
+        }
+    ),
+    "response": MediaTypeDict(
+        {
+            "*/*json": JSONResponse,
+            "text/plain": TextResponseBodyValidator,
+        }
+    ),
+}

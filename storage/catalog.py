@@ -1,0 +1,94 @@
+"""The catalog: which databases Mnemo serves and which memory tables each one holds.
+
+A request names a database with ``db_id`` and a memory table with ``table``; the catalog turns
+those names into a repository or says precisely why it cannot. Only configured tables exist:
+nothing a request says can create one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from .database import create_engine, unavailable_as_error
+from .repository import MemoryRepository
+from .schema import memory_tables
+
+
+class CatalogError(Exception):
+    """A ``db_id``/``table`` pair that names nothing Mnemo serves."""
+
+
+class UnknownDatabase(CatalogError):
+    pass
+
+
+class UnknownTable(CatalogError):
+    pass
+
+
+class TableWithoutDatabase(CatalogError):
+    pass
+
+
+@dataclass
+class Database:
+    """One configured database: its engine and a repository per memory table."""
+
+    db_id: str
+    engine: sa.Engine
+    repositories: dict[str, MemoryRepository] = field(default_factory=dict)
+    metadata: sa.MetaData = field(default_factory=sa.MetaData)
+
+    @classmethod
+    def connect(cls, db_id: str, url: str, tables: list[str]) -> Database:
+        engine = create_engine(url)
+        database = cls(db_id=db_id, engine=engine)
+        for name in tables:
+            database.repositories[name] = MemoryRepository(
+                engine, memory_tables(database.metadata, name)
+            )
+        return database
+
+    @unavailable_as_error
+    def create_schema(self) -> None:
+        """Create whichever of this database's tables and indexes do not exist yet."""
+        self.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class Catalog:
+    def __init__(self, databases: list[Database]):
+        if not databases:
+            raise ValueError("the catalog needs at least one database")
+        self.databases = {database.db_id: database for database in databases}
+        self.default = databases[0]
+
+    def repository(self, db_id: str | None = None, table: str | None = None) -> MemoryRepository:
+        if db_id is None:
+            if table is not None:
+                raise TableWithoutDatabase(
+                    "The db_id query parameter is required when passing a table"
+                )
+            database = self.default
+        else:
+            database = self.databases.get(db_id)
+            if database is None:
+                raise UnknownDatabase(f"No database found with id '{db_id}'")
+        if table is None:
+            return next(iter(database.repositories.values()))
+        repository = database.repositories.get(table)
+        if repository is None:
+            raise UnknownTable(f"No database with id '{database.db_id}' has table '{table}'")
+        return repository
+
+    def create_schema(self) -> None:
+        for database in self.databases.values():
+            database.create_schema()
+
+    def dispose(self) -> None:
+        for database in self.databases.values():
+            database.dispose()

@@ -1,0 +1,107 @@
+"""Engines: one SQLAlchemy engine per configured database, tuned for its backend.
+
+SQLite (a file, WAL) is the embedded default; PostgreSQL (psycopg 3) is the production
+backend. Everything above this module is the same code for both.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+
+log = logging.getLogger(__name__)
+
+# How long a SQLite writer waits for another process's write lock before giving up. Writes
+# are short transactions, so a wait this long only happens when something is badly wrong.
+SQLITE_BUSY_TIMEOUT_S = 30
+# How long PostgreSQL may take to accept a connection: fail fast when it is gone.
+POSTGRES_CONNECT_TIMEOUT_S = 3
+
+# Execution option that marks a transaction as one that will write.
+WRITES = "mnemo_writes"
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or cannot take the request right now."""
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for ``url`` with the settings Mnemo relies on for that backend."""
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            # A bare postgresql:// URL means psycopg2 to SQLAlchemy; Mnemo ships psycopg 3.
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=POSTGRES_CONNECT_TIMEOUT_S,
+            connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
+        )
+    raise ValueError(f"unsupported database URL {parsed.render_as_string()!r}: "
+                     "use sqlite:///PATH or postgresql://USER@HOST/DB")
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    engine = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take transactions out of the driver's hands so that _on_begin decides how they start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk (WAL fsync) before the client hears of it.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # A writer takes the write lock when it begins. A deferred transaction that reads first
+        # and writes later cannot wait for the lock (SQLite answers "database is locked" at
+        # once to avoid deadlock), which is what breaks several worker processes.
+        immediate = conn.get_execution_options().get(WRITES, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
+
+F = TypeVar("F", bound=Callable)
+
+
+def unavailable_as_error(method: F) -> F:
+    """Turn 'cannot reach / cannot lock the database' failures into DatabaseUnavailable.
+
+    Anything else (a bug, a constraint violation) propagates unchanged.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except _UNAVAILABLE as error:
+            log.warning("database unavailable: %s", error.orig if hasattr(error, "orig") else error)
+            raise DatabaseUnavailable(str(error)) from error
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                log.warning("database connection lost: %s", error.orig)
+                raise DatabaseUnavailable(str(error)) from error
+            raise
+
+    return wrapper  # type: ignore[return-value]

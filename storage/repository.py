@@ -1,0 +1,396 @@
+"""MemoryRepository: every read and write of one memory table family.
+
+Writes keep three things in step inside one transaction: the memory row, its topic rows and
+its owner's row in the per-user summary. On PostgreSQL, concurrent writers for one user queue
+on that summary row (always locked first, so no two writers can deadlock); on SQLite every
+writer takes the database's write lock when it begins.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .database import WRITES, unavailable_as_error
+from .schema import MemoryTables
+
+SORT_COLUMNS = ("updated_at", "created_at")
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    memory_id: str
+    memory: str
+    topics: list[str]
+    user_id: str | None
+    agent_id: str | None
+    team_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserStats:
+    user_id: str
+    total_memories: int
+    last_memory_updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list
+    page: int
+    limit: int
+    total_count: int
+    search_time_ms: float
+
+    @property
+    def total_pages(self) -> int:
+        return math.ceil(self.total_count / self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryQuery:
+    """What a list of memories is filtered, ordered and paged by."""
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    team_id: str | None = None
+    topics: Sequence[str] = ()
+    search_content: str | None = None
+    sort_by: str = "updated_at"
+    sort_order: str = "desc"
+    limit: int = 20
+    page: int = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def unique_topics(topics: Iterable[str] | None) -> list[str]:
+    """Topics are a set that remembers the order the client gave."""
+    return list(dict.fromkeys(topics or ()))
+
+
+class MemoryRepository:
+    def __init__(self, engine: sa.Engine, tables: MemoryTables):
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITES: True})
+        self.tables = tables
+        m, t, s = tables.memories, tables.topics, tables.user_stats
+        self._m, self._t, self._s = m, t, s
+        self._memory_columns = (
+            m.c.memory_id, m.c.memory, m.c.user_id, m.c.agent_id, m.c.team_id,
+            m.c.created_at, m.c.updated_at,
+        )
+
+        # Statements of fixed shape, built once.
+        self._select_by_id = sa.select(*self._memory_columns).where(
+            m.c.memory_id == sa.bindparam("memory_id")
+        )
+        self._select_by_id_and_user = self._select_by_id.where(
+            m.c.user_id == sa.bindparam("user_id")
+        )
+        self._select_topics = (
+            sa.select(t.c.memory_id, t.c.topic)
+            .where(t.c.memory_id.in_(sa.bindparam("memory_ids", expanding=True)))
+            .order_by(t.c.memory_id, t.c.position)
+        )
+        self._insert_memory = sa.insert(m)
+        self._insert_topics = sa.insert(t)
+        self._update_memory = (
+            sa.update(m)
+            .where(m.c.memory_id == sa.bindparam("target_id"))
+            .values(
+                memory=sa.bindparam("memory"),
+                memory_folded=sa.bindparam("memory_folded"),
+                updated_at=sa.bindparam("updated_at"),
+            )
+        )
+        self._delete_topics = sa.delete(t).where(t.c.memory_id == sa.bindparam("memory_id"))
+
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        upsert = insert(s).values(
+            user_id=sa.bindparam("user_id"),
+            total_memories=sa.bindparam("delta"),
+            last_memory_updated_at=sa.bindparam("updated_at"),
+        )
+        later = sa.case(
+            (upsert.excluded.last_memory_updated_at > s.c.last_memory_updated_at,
+             upsert.excluded.last_memory_updated_at),
+            else_=s.c.last_memory_updated_at,
+        )
+        # Adding memories to a user is commutative (count up, keep the latest time), so one
+        # upsert both locks the user's summary row and applies the change.
+        self._add_to_user = upsert.on_conflict_do_update(
+            index_elements=[s.c.user_id],
+            set_={"total_memories": s.c.total_memories + upsert.excluded.total_memories,
+                  "last_memory_updated_at": later},
+        )
+        self._lock_users = (
+            sa.select(s.c.user_id)
+            .where(s.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+            .order_by(s.c.user_id)
+            .with_for_update()
+        )
+        latest_of_user = (
+            sa.select(sa.func.max(m.c.updated_at))
+            .where(m.c.user_id == s.c.user_id)
+            .scalar_subquery()
+        )
+        self._remove_from_user = (
+            sa.update(s)
+            .where(s.c.user_id == sa.bindparam("target_user"))
+            .values(
+                total_memories=s.c.total_memories - sa.bindparam("removed"),
+                last_memory_updated_at=sa.func.coalesce(latest_of_user, s.c.last_memory_updated_at),
+            )
+        )
+        self._drop_empty_users = sa.delete(s).where(
+            s.c.user_id.in_(sa.bindparam("user_ids", expanding=True)),
+            s.c.total_memories <= 0,
+        )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    @unavailable_as_error
+    def get(self, memory_id: str, user_id: str | None = None) -> Memory | None:
+        with self._engine.connect() as conn:
+            if user_id is None:
+                row = conn.execute(self._select_by_id, {"memory_id": memory_id}).first()
+            else:
+                row = conn.execute(
+                    self._select_by_id_and_user, {"memory_id": memory_id, "user_id": user_id}
+                ).first()
+            if row is None:
+                return None
+            return self._with_topics(conn, [row])[0]
+
+    @unavailable_as_error
+    def list(self, query: MemoryQuery) -> Page:
+        started = time.perf_counter()
+        m, t = self._m, self._t
+        conditions = []
+        for column, value in (
+            (m.c.user_id, query.user_id),
+            (m.c.agent_id, query.agent_id),
+            (m.c.team_id, query.team_id),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        for topic in unique_topics(query.topics):
+            conditions.append(m.c.memory_id.in_(sa.select(t.c.memory_id).where(t.c.topic == topic)))
+        if query.search_content:
+            conditions.append(
+                m.c.memory_folded.contains(query.search_content.casefold(), autoescape=True)
+            )
+
+        sort_column = m.c[query.sort_by]
+        if query.sort_order == "asc":
+            ordering = (sort_column.asc(), m.c.memory_id.asc())
+        else:
+            ordering = (sort_column.desc(), m.c.memory_id.desc())
+        offset = (query.page - 1) * query.limit
+
+        with self._engine.begin() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(m).where(*conditions)
+            ).scalar_one()
+            items: list[Memory] = []
+            if offset < total:
+                rows = conn.execute(
+                    sa.select(*self._memory_columns)
+                    .where(*conditions)
+                    .order_by(*ordering)
+                    .limit(query.limit)
+                    .offset(offset)
+                ).all()
+                items = self._with_topics(conn, rows)
+        return Page(items, query.page, query.limit, total, _ms_since(started))
+
+    @unavailable_as_error
+    def topics(self, user_id: str | None = None) -> list[str]:
+        t = self._t
+        statement = sa.select(t.c.topic).distinct()
+        if user_id is not None:
+            statement = statement.where(t.c.user_id == user_id)
+        with self._engine.connect() as conn:
+            # Sorted here, by code point, so the order is the same on every backend and
+            # collation.
+            return sorted(conn.execute(statement).scalars())
+
+    @unavailable_as_error
+    def user_stats(self, *, limit: int, page: int, user_id: str | None = None) -> Page:
+        started = time.perf_counter()
+        s = self._s
+        conditions = [] if user_id is None else [s.c.user_id == user_id]
+        offset = (page - 1) * limit
+        with self._engine.begin() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(s).where(*conditions)
+            ).scalar_one()
+            items: list[UserStats] = []
+            if offset < total:
+                rows = conn.execute(
+                    sa.select(s.c.user_id, s.c.total_memories, s.c.last_memory_updated_at)
+                    .where(*conditions)
+                    .order_by(s.c.last_memory_updated_at.desc(), s.c.user_id.asc())
+                    .limit(limit)
+                    .offset(offset)
+                ).all()
+                items = [UserStats(*row) for row in rows]
+        return Page(items, page, limit, total, _ms_since(started))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @unavailable_as_error
+    def create(
+        self,
+        *,
+        memory: str,
+        user_id: str | None,
+        topics: Iterable[str] | None = None,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+    ) -> Memory:
+        now = utcnow()
+        created = Memory(
+            memory_id=str(uuid.uuid4()),
+            memory=memory,
+            topics=unique_topics(topics),
+            user_id=user_id,
+            agent_id=agent_id,
+            team_id=team_id,
+            created_at=now,
+            updated_at=now,
+        )
+        with self._writer.begin() as conn:
+            self._insert(conn, [created])
+        return created
+
+    @unavailable_as_error
+    def insert(self, memories: Sequence[Memory]) -> None:
+        """Store complete memories as given (ids and timestamps kept), in one transaction."""
+        memories = [replace(m, topics=unique_topics(m.topics)) for m in memories]
+        with self._writer.begin() as conn:
+            self._insert(conn, memories)
+
+    @unavailable_as_error
+    def update(
+        self, memory_id: str, *, user_id: str, memory: str, topics: Iterable[str] | None
+    ) -> Memory | None:
+        """Replace the text and topics of ``user_id``'s memory; None if it has no such memory."""
+        topics = unique_topics(topics)
+        with self._writer.begin() as conn:
+            conn.execute(self._lock_users, {"user_ids": [user_id]}).all()
+            row = conn.execute(
+                self._select_by_id_and_user.with_for_update(),
+                {"memory_id": memory_id, "user_id": user_id},
+            ).first()
+            if row is None:
+                return None
+            current = Memory(*row[:2], [], *row[2:])
+            # Strictly later than the version it replaces, even within one clock tick.
+            updated_at = max(utcnow(), current.updated_at + ONE_MICROSECOND)
+            conn.execute(
+                self._update_memory,
+                {"target_id": memory_id, "memory": memory,
+                 "memory_folded": memory.casefold(), "updated_at": updated_at},
+            )
+            conn.execute(self._delete_topics, {"memory_id": memory_id})
+            if topics:
+                conn.execute(self._insert_topics, self._topic_rows(memory_id, user_id, topics))
+            conn.execute(self._add_to_user,
+                         {"user_id": user_id, "delta": 0, "updated_at": updated_at})
+        return Memory(
+            memory_id=memory_id,
+            memory=memory,
+            topics=topics,
+            user_id=current.user_id,
+            agent_id=current.agent_id,
+            team_id=current.team_id,
+            created_at=current.created_at,
+            updated_at=updated_at,
+        )
+
+    @unavailable_as_error
+    def delete(self, memory_ids: Sequence[str], user_id: str | None = None) -> int:
+        """Delete the listed memories (only ``user_id``'s, if given); returns how many went."""
+        m = self._m
+        ids = list(dict.fromkeys(memory_ids))
+        scope = [m.c.memory_id.in_(ids)]
+        if user_id is not None:
+            scope.append(m.c.user_id == user_id)
+        with self._writer.begin() as conn:
+            owners = conn.execute(
+                sa.select(m.c.user_id).distinct().where(*scope, m.c.user_id.is_not(None))
+            ).scalars().all()
+            if owners:
+                conn.execute(self._lock_users, {"user_ids": owners}).all()
+            removed = conn.execute(sa.delete(m).where(*scope).returning(m.c.user_id)).scalars().all()
+            per_user: dict[str, int] = {}
+            for owner in removed:
+                if owner is not None:
+                    per_user[owner] = per_user.get(owner, 0) + 1
+            if per_user:
+                conn.execute(
+                    self._remove_from_user,
+                    [{"target_user": u, "removed": n} for u, n in per_user.items()],
+                )
+                conn.execute(self._drop_empty_users, {"user_ids": list(per_user)})
+        return len(removed)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _insert(self, conn: sa.Connection, memories: Sequence[Memory]) -> None:
+        """Insert new memories with their topics and count them in their owners' summaries."""
+        latest: dict[str, tuple[int, datetime]] = {}
+        for item in memories:
+            if item.user_id is not None:
+                count, when = latest.get(item.user_id, (0, item.updated_at))
+                latest[item.user_id] = (count + 1, max(when, item.updated_at))
+        if latest:
+            conn.execute(
+                self._add_to_user,
+                [{"user_id": u, "delta": n, "updated_at": when}
+                 for u, (n, when) in sorted(latest.items())],
+            )
+        conn.execute(
+            self._insert_memory,
+            [{"memory_id": item.memory_id, "memory": item.memory,
+              "memory_folded": item.memory.casefold(), "user_id": item.user_id,
+              "agent_id": item.agent_id, "team_id": item.team_id,
+              "created_at": item.created_at, "updated_at": item.updated_at}
+             for item in memories],
+        )
+        topic_rows = [row for item in memories
+                      for row in self._topic_rows(item.memory_id, item.user_id, item.topics)]
+        if topic_rows:
+            conn.execute(self._insert_topics, topic_rows)
+
+    @staticmethod
+    def _topic_rows(memory_id: str, user_id: str | None, topics: Sequence[str]) -> list[dict]:
+        return [{"memory_id": memory_id, "topic": topic, "position": position, "user_id": user_id}
+                for position, topic in enumerate(topics)]
+
+    def _with_topics(self, conn: sa.Connection, rows: Sequence[sa.Row]) -> list[Memory]:
+        topics: dict[str, list[str]] = {row.memory_id: [] for row in rows}
+        if topics:
+            for memory_id, topic in conn.execute(self._select_topics, {"memory_ids": list(topics)}):
+                topics[memory_id].append(topic)
+        return [Memory(row.memory_id, row.memory, topics[row.memory_id], row.user_id,
+                       row.agent_id, row.team_id, row.created_at, row.updated_at)
+                for row in rows]
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

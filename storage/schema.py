@@ -1,0 +1,119 @@
+"""Every table Mnemo keeps, defined once in SQLAlchemy Core.
+
+A *memory table* is a family of three tables that share one name prefix: the memories
+themselves, their topics (one row per memory and topic, so a topic filter is an index lookup
+instead of a LIKE over JSON text), and a per-user summary that the same transaction as each
+write keeps in step (so statistics never read every memory). Several families can live in one
+database; each is created only from configuration, never by a request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+# Identifiers and topics are indexed; PostgreSQL refuses B-tree entries over ~2.7 kB, so the
+# API caps them (the contract says so) and the columns say the same.
+IDENTIFIER_LENGTH = 255
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """An instant with microsecond precision, always handed back as an aware UTC datetime.
+
+    PostgreSQL stores a real ``timestamptz``. SQLite has no time type: SQLAlchemy stores a
+    fixed-width ISO text, which sorts as time does only if every value is in one zone, so
+    values are normalised to naive UTC on the way in.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class MemoryTables:
+    """The tables of one memory table family."""
+
+    name: str
+    memories: sa.Table
+    topics: sa.Table
+    user_stats: sa.Table
+
+
+def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
+    """Declare the memory table family called ``name`` in ``metadata``."""
+    ident = sa.String(IDENTIFIER_LENGTH)
+    memories = sa.Table(
+        name,
+        metadata,
+        sa.Column("memory_id", ident, primary_key=True),
+        sa.Column("memory", sa.Text, nullable=False),
+        # Unicode case folding done once at write time: search compares folded needle with
+        # folded text, which SQLite's ASCII-only lower() and LIKE cannot do.
+        sa.Column("memory_folded", sa.Text, nullable=False),
+        sa.Column("user_id", ident),
+        sa.Column("agent_id", ident),
+        sa.Column("team_id", ident),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
+    )
+    # Each list query orders by (sort column, memory_id); these indexes deliver rows in that
+    # order for the unfiltered list and for each exact-match filter.
+    for columns in (
+        ("updated_at", "memory_id"),
+        ("created_at", "memory_id"),
+        ("user_id", "updated_at", "memory_id"),
+        ("user_id", "created_at", "memory_id"),
+        ("agent_id", "updated_at", "memory_id"),
+        ("team_id", "updated_at", "memory_id"),
+    ):
+        sa.Index(f"ix_{name}_{'_'.join(c for c in columns if c != 'memory_id')}",
+                 *(memories.c[c] for c in columns))
+
+    topics = sa.Table(
+        f"{name}_topics",
+        metadata,
+        sa.Column(
+            "memory_id",
+            ident,
+            sa.ForeignKey(memories.c.memory_id, ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("topic", ident, primary_key=True),
+        # Order in which the client listed the topics, so a memory reads back as written.
+        sa.Column("position", sa.Integer, nullable=False),
+        # Copied from the memory so "topics of one user" is answered from this table alone.
+        sa.Column("user_id", ident),
+    )
+    sa.Index(f"ix_{name}_topics_topic", topics.c.topic, topics.c.memory_id)
+    sa.Index(f"ix_{name}_topics_user", topics.c.user_id, topics.c.topic)
+
+    user_stats = sa.Table(
+        f"{name}_user_stats",
+        metadata,
+        sa.Column("user_id", ident, primary_key=True),
+        sa.Column("total_memories", sa.Integer, nullable=False),
+        sa.Column("last_memory_updated_at", UtcDateTime, nullable=False),
+    )
+    sa.Index(
+        f"ix_{name}_user_stats_recent",
+        user_stats.c.last_memory_updated_at,
+        user_stats.c.user_id,
+    )
+    return MemoryTables(name=name, memories=memories, topics=topics, user_stats=user_stats)

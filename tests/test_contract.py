@@ -1,0 +1,184 @@
+"""The contract: openapi.yaml is valid OpenAPI 3.1, keeps the seed, and matches the code."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from connexion.exceptions import InvalidSpecification
+from connexion.spec import OpenAPISpecification
+
+import handlers
+from mnemo import oas31
+from mnemo.app import load_document
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT.parent / "shared" / "reference" / "000_f0b2f7e68ce53c4a.txt"
+METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+
+
+@pytest.fixture(scope="module")
+def document():
+    return load_document(ROOT / "openapi.yaml")
+
+
+def operations(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def test_the_document_is_valid_openapi_3_1(document):
+    assert document["openapi"] == "3.1.0"
+    oas31.validate_document(document)
+
+
+def test_a_broken_document_is_refused_with_a_clear_message(document):
+    broken = copy.deepcopy(document)
+    del broken["info"]["title"]
+    broken["paths"]["/memories"]["get"]["parameters"][0] = {"name": "x"}
+    with pytest.raises(InvalidSpecification) as refused:
+        oas31.validate_document(broken)
+    message = str(refused.value)
+    assert re.search(r"- info: .title. is a required property", message), message
+    assert "- paths//memories/get/parameters/0: " in message, message
+
+
+def test_connexion_alone_refuses_the_3_1_document_which_is_why_oas31_exists(document):
+    with pytest.raises(InvalidSpecification, match="'3.1.0' does not match"):
+        OpenAPISpecification(copy.deepcopy(document))
+
+
+def test_every_operation_id_resolves_to_a_handler_and_every_handler_is_in_the_document(document):
+    declared = {}
+    for _path, _method, operation in operations(document):
+        module = importlib.import_module(operation["x-openapi-router-controller"])
+        function = getattr(module, operation["operationId"], None)
+        assert callable(function), f"{operation['operationId']} has no handler"
+        declared[(module.__name__, operation["operationId"])] = function
+
+    defined = set()
+    for info in pkgutil.iter_modules(handlers.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"handlers.{info.name}")
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ == module.__name__ and not name.startswith("_"):
+                defined.add((module.__name__, name))
+    assert defined == set(declared)
+
+
+def test_handler_defaults_are_the_documents_defaults(document):
+    for _path, _method, operation in operations(document):
+        module = importlib.import_module(operation["x-openapi-router-controller"])
+        signature = inspect.signature(getattr(module, operation["operationId"]))
+        for parameter in operation.get("parameters", []):
+            if "$ref" in parameter:
+                parameter = document["components"]["parameters"][parameter["$ref"].split("/")[-1]]
+            default = parameter.get("schema", {}).get("default")
+            if not parameter.get("required"):
+                assert signature.parameters[parameter["name"]].default == default, (
+                    operation["operationId"], parameter["name"])
+
+
+def seed_document() -> dict:
+    text = SEED.read_text(encoding="utf-8")
+    return yaml.safe_load(re.search(r"````yaml[^\n]*\n(.*?)````", text, re.S).group(1))
+
+
+def is_kept(seed, ours, where="") -> list[str]:
+    """Where ``ours`` drops or changes something ``seed`` says (adding is allowed)."""
+    if isinstance(seed, dict):
+        if not isinstance(ours, dict):
+            return [where]
+        problems = []
+        for key, value in seed.items():
+            if key not in ours:
+                problems.append(f"{where}/{key} missing")
+            else:
+                problems += is_kept(value, ours[key], f"{where}/{key}")
+        return problems
+    if isinstance(seed, list):
+        if not isinstance(ours, list) or len(ours) < len(seed):
+            return [where]
+        return [p for i, item in enumerate(seed) for p in is_kept(item, ours[i], f"{where}/{i}")]
+    return [] if seed == ours else [f"{where}: {seed!r} became {ours!r}"]
+
+
+@pytest.mark.skipif(not SEED.exists(), reason="the shared reference is not beside this checkout")
+def test_create_memory_keeps_every_field_constraint_and_status_of_the_seed(document):
+    seed = seed_document()
+    seed_operation = seed["paths"]["/memories"]["post"]
+    ours = copy.deepcopy(document["paths"]["/memories"]["post"])
+    # The seed's description is kept word for word as the first paragraph of ours.
+    assert ours["description"].startswith(seed_operation["description"])
+    ours["description"] = seed_operation["description"]
+    assert is_kept(seed_operation, ours) == []
+    for name, schema in seed["components"]["schemas"].items():
+        assert is_kept(schema, _resolve(document, document["components"]["schemas"][name])) == [], name
+    assert document["components"]["securitySchemes"]["HTTPBearer"] == {"type": "http", "scheme": "bearer"}
+
+
+def _resolve(document, node):
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = document
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            return _resolve(document, target)
+        return {key: _resolve(document, value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve(document, item) for item in node]
+    return node
+
+
+def test_every_memory_operation_describes_its_errors_and_is_protected(document):
+    for path, _method, operation in operations(document):
+        if path == "/health":
+            continue
+        assert "**Errors:**" in operation["description"], operation["operationId"]
+        assert operation["security"] == [{"HTTPBearer": []}]
+        assert {"401", "404", "422", "503"} <= set(operation["responses"])
+
+
+def test_create_memory_links_its_id_to_get_update_and_delete(document):
+    links = document["paths"]["/memories"]["post"]["responses"]["200"]["links"]
+    targets = {link["operationId"] for link in links.values()}
+    assert targets == {"get_memory", "update_memory", "delete_memory"}
+    for link in links.values():
+        assert link["parameters"] == {"memory_id": "$response.body#/memory_id"}
+
+
+def test_the_served_document_is_the_contract(client, document):
+    served = client.get("/openapi.json").json()
+    assert served["openapi"] == "3.1.0"
+    assert {(p, m) for p, m, _ in operations(served)} == {(p, m) for p, m, _ in operations(document)}
+
+
+def test_parameters_validate_with_json_schema_2020_12():
+    # draft 4 knows neither 'const' nor a 'null' branch the way 2020-12 does
+    schema = {"anyOf": [{"type": "string", "const": "ok"}, {"type": "null"}]}
+    assert oas31.violation(schema, None, "x") is None
+    assert oas31.violation(schema, "ok", "x") is None
+    assert "'ok' was expected" in oas31.violation(schema, "no", "x")
+
+
+def test_a_nullable_anyof_parses_as_its_non_null_branch():
+    schema = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}], "default": 20}
+    assert oas31.non_null(schema) == {"type": "integer", "minimum": 1, "default": 20}
+    plain = {"type": "string"}
+    assert oas31.non_null(plain) is plain
+
+
+def test_exploded_form_arrays_keep_commas_inside_items():
+    parser = oas31.URIParser(
+        [{"name": "topics", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}}], {}
+    )
+    assert parser.resolve_query({"topics": ["a,b", "c"]}) == {"topics": ["a,b", "c"]}

@@ -1,0 +1,150 @@
+"""db_id/table selection, and the rule that every error is JSON {detail, error_code}."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnemo.app import create_app
+from storage import Catalog, Database
+
+from .conftest import DB_ID, make_settings
+
+OPERATIONS = [
+    ("GET", "/memories", None),
+    ("POST", "/memories", {"memory": "x", "user_id": "u"}),
+    ("DELETE", "/memories", {"memory_ids": ["x"]}),
+    ("GET", "/memories/x", None),
+    ("PATCH", "/memories/x", {"memory": "x", "user_id": "u"}),
+    ("DELETE", "/memories/x", None),
+    ("GET", "/memory_topics", None),
+    ("GET", "/user_memory_stats", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OPERATIONS)
+def test_an_unknown_db_id_is_404_naming_it(client, method, path, body):
+    response = client.request(method, path, params={"db_id": "elsewhere"}, json=body)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No database found with id 'elsewhere'",
+                               "error_code": "NOT_FOUND"}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OPERATIONS)
+def test_table_without_db_id_is_400(client, method, path, body, table_name):
+    response = client.request(method, path, params={"table": table_name}, json=body)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "The db_id query parameter is required when passing a table"
+
+
+def test_an_unknown_table_is_404(client):
+    response = client.get("/memories", params={"db_id": DB_ID, "table": "agno_sessions"})
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"No database with id '{DB_ID}' has table 'agno_sessions'"
+
+
+def test_the_configured_db_id_and_table_select_the_memories(client, create, table_name):
+    created = create(db_id=DB_ID, table=table_name)
+    listed = client.get("/memories", params={"db_id": DB_ID, "table": table_name}).json()
+    assert [m["memory_id"] for m in listed["data"]] == [created["memory_id"]]
+
+
+def test_malformed_json_is_400_invalid_json(client):
+    response = client.post("/memories", content=b'{"memory": ', headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_JSON"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_json_is_415(client, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/memories", content=b'{"memory": "x", "user_id": "u"}', headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.mark.parametrize(("body", "field", "rule"), [
+    ({"memory": ""}, "body.memory", "non-empty"),
+    ({"memory": "x" * 5001}, "body.memory", "too long"),
+    ({}, "body", "'memory' is a required property"),
+    ({"memory": "x", "topics": "a"}, "body.topics", "not of type 'array'"),
+    ({"memory": "x", "topics": ["t"] * 51}, "body.topics", "too long"),
+    ({"memory": "x", "user_id": 7}, "body.user_id", "not of type 'string'"),
+    ({"memory": "x", "user_id": "u" * 256}, "body.user_id", "too long"),
+])
+def test_a_schema_violation_is_422_naming_the_field_and_the_rule(client, body, field, rule):
+    response = client.post("/memories", json=body)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert response.json()["error_code"] == "VALIDATION_ERROR"
+    assert detail.startswith(field + ":") and rule in detail, detail
+
+
+def test_a_missing_body_is_422(client):
+    response = client.post("/memories", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_nul_characters_are_refused_before_storage(client):
+    assert client.post("/memories", json={"memory": "a\x00b", "user_id": "u"}).status_code == 422
+    assert client.get("/memories", params={"user_id": "a\x00"}).status_code == 422
+    assert client.get("/memories/a%00b").status_code == 422
+
+
+def test_lone_surrogates_are_refused_as_invalid_json(client):
+    response = client.post("/memories", content=b'{"memory": "\\ud800", "user_id": "u"}',
+                           headers={"Content-Type": "application/json"})
+    assert (response.status_code, response.json()["error_code"]) == (400, "INVALID_JSON")
+
+
+def test_an_unknown_route_is_a_json_404(client):
+    response = client.get("/no/such/thing")
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "NOT_FOUND"
+
+
+def test_an_unsupported_method_is_a_json_405(client):
+    response = client.put("/memories")
+    assert response.status_code == 405
+    assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_a_failed_write_stores_nothing(client, repository, monkeypatch):
+    def broken_insert(conn, memories):
+        original_insert(conn, memories)
+        raise RuntimeError("disk on fire")
+
+    original_insert = repository._insert
+    monkeypatch.setattr(repository, "_insert", broken_insert)
+    response = client.post("/memories", json={"memory": "x", "user_id": "u", "topics": ["t"]})
+    assert response.status_code == 500
+    monkeypatch.undo()
+    assert client.get("/memories").json()["meta"]["total_count"] == 0
+    assert client.get("/memory_topics").json() == []
+    assert client.get("/user_memory_stats").json()["data"] == []
+
+
+def test_an_internal_error_never_shows_internals(client, repository, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("SELECT secret FROM /var/lib/db")
+
+    monkeypatch.setattr(repository, "get", explode)
+    response = client.get("/memories/x")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error", "error_code": "INTERNAL_SERVER_ERROR"}
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://nobody@127.0.0.1:9/none",
+    "sqlite:////nonexistent-directory/memories.db",
+])
+def test_an_unreachable_database_is_503_with_retry_after(url, table_name):
+    catalog = Catalog([Database.connect(DB_ID, url, [table_name])])
+    app = create_app(make_settings(table_name), catalog=catalog)
+    with app.test_client() as client:
+        response = client.get("/memories")
+        health = client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The database is unavailable; retry shortly",
+                               "error_code": "DATABASE_UNAVAILABLE"}
+    assert int(response.headers["Retry-After"]) > 0
+    assert health.status_code == 200
