@@ -19,7 +19,7 @@ from storage import Catalog, Database
 from . import errors, oas31
 from .auth import bearer_security
 from .config import Settings
-from .querystring import CommaSeparatedArrays, array_query_parameters
+from .edge import CommaSeparatedArrays, RefuseControlCharactersInPath, array_query_parameters
 
 log = logging.getLogger("mnemo")
 
@@ -85,8 +85,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     app.add_api(document, validate_responses=settings.validate_responses)
     app.app.extensions[CATALOG] = catalog
-    for error_class, handler in errors.HANDLERS:
+    for error_class, handler in errors.handlers(document):
         app.add_error_handler(error_class, handler)
+    app.add_middleware(RefuseControlCharactersInPath, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         CommaSeparatedArrays,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

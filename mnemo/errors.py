@@ -8,6 +8,7 @@ never sent.
 from __future__ import annotations
 
 import logging
+import re
 
 import orjson
 from connexion.exceptions import ProblemException
@@ -67,14 +68,43 @@ def on_problem(_request, problem: ProblemException) -> ConnexionResponse:
     return json_error(status, str(problem.detail or problem.title), code, headers)
 
 
-def on_http_exception(_request, error: HTTPException) -> ConnexionResponse:
-    status = error.status_code
-    if status >= 500:
-        log.error("HTTP %s: %s", status, error.detail)
-        return json_error(status, "Internal server error")
-    detail = error.detail if isinstance(error.detail, str) else None
-    return json_error(status, detail or ERROR_CODES.get(status, "Error").replace("_", " ").capitalize(),
-                      headers=dict(error.headers or {}))
+class AllowedMethods:
+    """The methods the document declares for each path, for the ``Allow`` header of a 405."""
+
+    def __init__(self, document: dict):
+        self.paths = []
+        for template, item in document.get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            methods = sorted(m.upper() for m in item if m in HTTP_METHODS)
+            self.paths.append((re.compile(pattern + "/?"), ", ".join(methods)))
+
+    def __call__(self, path: str) -> str | None:
+        for pattern, methods in self.paths:
+            if pattern.fullmatch(path):
+                return methods
+        return None
+
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def http_exception_handler(allowed: AllowedMethods):
+    def on_http_exception(request, error: HTTPException) -> ConnexionResponse:
+        status = error.status_code
+        if status >= 500:
+            log.error("HTTP %s: %s", status, error.detail)
+            return json_error(status, "Internal server error")
+        headers = dict(error.headers or {})
+        if status == 405:
+            # Routing names only the route it tried; the client is owed every method the
+            # document declares for the path.
+            methods = allowed(request.url.path)
+            if methods:
+                headers["Allow"] = methods
+        detail = error.detail if isinstance(error.detail, str) else None
+        return json_error(status, detail or ERROR_CODES.get(status, "Error"), headers=headers)
+
+    return on_http_exception
 
 
 def on_catalog_error(_request, error: CatalogError) -> ConnexionResponse:
@@ -96,10 +126,12 @@ def on_unexpected(_request, error: Exception) -> ConnexionResponse:
     return json_error(500, "Internal server error")
 
 
-HANDLERS = (
-    (ProblemException, on_problem),
-    (HTTPException, on_http_exception),
-    (CatalogError, on_catalog_error),
-    (DatabaseUnavailable, on_database_unavailable),
-    (Exception, on_unexpected),
-)
+def handlers(document: dict) -> list[tuple[type[Exception], object]]:
+    """(exception class, handler) pairs for the app, most specific first."""
+    return [
+        (ProblemException, on_problem),
+        (HTTPException, http_exception_handler(AllowedMethods(document))),
+        (CatalogError, on_catalog_error),
+        (DatabaseUnavailable, on_database_unavailable),
+        (Exception, on_unexpected),
+    ]

@@ -1,19 +1,48 @@
-"""Accept both serialisations of an array query parameter.
-
-Agno's client repeats the parameter (``topics=a&topics=b``); people and Agno's docs write it
-comma-separated (``topics=a,b``). Splitting happens on the raw query string, before anything
-is percent-decoded, so a comma that belongs to a value travels as ``%2C`` and stays in it.
-"""
+"""ASGI middleware that shapes requests before Connexion routes them."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_plus
 
+import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RefuseControlCharactersInPath:
+    """Answer 422 for a path with control characters in it.
+
+    No identifier may contain one (the document says so), and such a path would not reach the
+    right operation anyway: Starlette's mounts match paths with ``.*``, which stops at a
+    newline, so Connexion would hand the request to Flask without validating it.
+    """
+
+    BODY = orjson.dumps({"detail": "path: control characters are not allowed in a URL path",
+                         "error_code": "VALIDATION_ERROR"})
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and CONTROL_CHARACTERS.search(scope["path"]):
+            await send({"type": "http.response.start", "status": 422,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(self.BODY)).encode())]})
+            await send({"type": "http.response.body", "body": self.BODY})
+            return
+        await self.app(scope, receive, send)
 
 
 class CommaSeparatedArrays:
-    """ASGI middleware: rewrite ``name=a,b`` as ``name=a&name=b`` for the given names."""
+    """Accept both serialisations of an array query parameter.
+
+    Agno's client repeats the parameter (``topics=a&topics=b``); people and Agno's docs write
+    it comma-separated (``topics=a,b``). Splitting happens on the raw query string, before
+    anything is percent-decoded, so a comma that belongs to a value travels as ``%2C`` and
+    stays in it.
+    """
 
     def __init__(self, app: ASGIApp, names: frozenset[str]):
         self.app = app

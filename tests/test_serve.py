@@ -1,0 +1,116 @@
+"""End to end: the real ``mnemo serve`` process, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
+from storage import Database
+
+from .conftest import DB_ID
+
+STARTUP_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mnemo_command() -> list[str]:
+    installed = Path(sys.executable).with_name("mnemo")
+    return [str(installed)] if installed.exists() else [sys.executable, "-m", "mnemo.cli"]
+
+
+@pytest.fixture
+def serve(database_url, table_name, tmp_path):
+    """Start ``mnemo serve`` with the given extra arguments; stopped (SIGTERM) afterwards."""
+    processes = []
+
+    def start(*arguments: str, security_key: str | None = None) -> str:
+        port = free_port()
+        env = {**os.environ, "MNEMO_DATABASE_URL": database_url, "MNEMO_DB_ID": DB_ID,
+               "MNEMO_TABLE": table_name, "MNEMO_VALIDATE_RESPONSES": "true"}
+        env.pop("MNEMO_SECURITY_KEY", None)
+        env.pop("OS_SECURITY_KEY", None)
+        if security_key:
+            env["MNEMO_SECURITY_KEY"] = security_key
+        process = subprocess.Popen(
+            [*mnemo_command(), "serve", "--port", str(port), *arguments],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(process)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"mnemo serve exited: {process.stdout.read().decode()}")
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    return base
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("mnemo serve did not start in time")
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+    database = Database.connect(DB_ID, database_url, [table_name])
+    database.metadata.drop_all(database.engine)
+    database.dispose()
+
+
+def test_mnemo_serve_answers_over_http_and_stops_cleanly_on_sigterm(serve, database_url):
+    base = serve(security_key="e2e-key")
+    auth = {"Authorization": "Bearer e2e-key"}
+    assert httpx.get(f"{base}/memories").status_code == 401
+    created = httpx.post(f"{base}/memories", headers=auth,
+                         json={"memory": "Likes jazz", "user_id": "u1", "topics": ["music"]}).json()
+    fetched = httpx.get(f"{base}/memories/{created['memory_id']}", headers=auth).json()
+    assert fetched == created
+    assert httpx.get(f"{base}/memory_topics", headers=auth).json() == ["music"]
+    assert httpx.get(f"{base}/docs/").status_code == 200
+
+
+def test_several_worker_processes_write_at_once_without_losing_anything(serve):
+    base = serve("--workers", "2")
+
+    def create(i: int) -> int:
+        body = {"memory": f"memory {i}", "user_id": f"user-{i % 3}", "topics": [f"t{i % 5}"]}
+        response = httpx.post(f"{base}/memories", json=body, timeout=30)
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(create, range(120)))
+    assert statuses == [200] * 120
+    meta = httpx.get(f"{base}/memories").json()["meta"]
+    assert meta["total_count"] == 120
+    stats = httpx.get(f"{base}/user_memory_stats").json()["data"]
+    assert sorted(s["total_memories"] for s in stats) == [40, 40, 40]
+    assert httpx.get(f"{base}/memory_topics").json() == [f"t{i}" for i in range(5)]
+
+
+def test_serve_refuses_a_bad_setting_with_exit_code_2(monkeypatch, capsys):
+    monkeypatch.setenv("MNEMO_TABLE", "no spaces allowed")
+    assert main(["serve"]) == EXIT_USAGE
+    assert "table name" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_unreachable_database_with_exit_code_1(monkeypatch, capsys):
+    monkeypatch.setenv("MNEMO_DATABASE_URL", "sqlite:////nonexistent-directory/memories.db")
+    assert main(["serve"]) == EXIT_FAILURE
+    assert "cannot open the database" in capsys.readouterr().err
