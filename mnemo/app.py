@@ -57,7 +57,7 @@ class _Orjson:
 
 
 def build_catalog(settings: Settings) -> Catalog:
-    return Catalog([Database.connect(settings.db_id, settings.database_url, [settings.table])])
+    return Catalog([Database.connect(d.db_id, d.url, list(d.tables)) for d in settings.databases])
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> connexion.FlaskApp:

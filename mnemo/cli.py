@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import warnings
 
 from . import __version__
 
@@ -23,13 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"mnemo {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+    # Options every verb that opens a database takes.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file declaring the databases (default: $MNEMO_CONFIG, else the environment)",
+    )
 
     serve = verbs.add_parser(
         "serve",
+        parents=[common],
         help="serve the memory API over HTTP",
         description="Serve the memory API. Settings come from the environment: "
         "MNEMO_DATABASE_URL (default sqlite:///./memories.db), MNEMO_SECURITY_KEY "
-        "(or OS_SECURITY_KEY), MNEMO_DB_ID, MNEMO_TABLE, MNEMO_VALIDATE_RESPONSES.",
+        "(or OS_SECURITY_KEY), MNEMO_DB_ID, MNEMO_TABLE, MNEMO_VALIDATE_RESPONSES; "
+        "or, for several databases, a config file (--config or MNEMO_CONFIG).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     serve.add_argument("--port", type=int, default=7777, help="port to listen on (default %(default)s)")
@@ -48,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
 
     args = parser.parse_args(argv)
+    # Connexion imports Starlette's test client at import time, which warns on every start.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     logging.basicConfig(
         level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -71,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import ConfigError, Settings
 
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(config_path=args.config)
         load_document()
         # The schema is created once here, before any worker starts, so that workers never
         # race each other to create it.
@@ -85,6 +98,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"mnemo: cannot open the database: {error}", file=sys.stderr)
         return EXIT_FAILURE
 
+    if args.config:
+        # Workers build their app from the environment: hand the file on that way.
+        os.environ["MNEMO_CONFIG"] = os.path.abspath(args.config)
     if args.workers == 1:
         import uvicorn
 

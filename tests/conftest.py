@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mnemo.app import create_app
-from mnemo.config import Settings
+from mnemo.config import DatabaseConfig, Settings
 from storage import Catalog, Database, Memory
 
 POSTGRES_URL = os.environ.get("MNEMO_TEST_POSTGRES_URL")
@@ -51,8 +51,9 @@ def repository(catalog):
     return catalog.repository()
 
 
-def make_settings(table_name: str, **overrides) -> Settings:
-    return Settings(db_id=DB_ID, table=table_name, validate_responses=True, **overrides)
+def make_settings(table_name: str, url: str = "sqlite://", **overrides) -> Settings:
+    database = DatabaseConfig(DB_ID, url, (table_name,))
+    return Settings(databases=(database,), validate_responses=True, **overrides)
 
 
 @pytest.fixture
