@@ -2,76 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
-import pytest
 
 from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
-from storage import Database
-
-from .conftest import DB_ID
-
-STARTUP_TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def mnemo_command() -> list[str]:
-    installed = Path(sys.executable).with_name("mnemo")
-    return [str(installed)] if installed.exists() else [sys.executable, "-m", "mnemo.cli"]
-
-
-@pytest.fixture
-def serve(database_url, table_name, tmp_path):
-    """Start ``mnemo serve`` with the given extra arguments; stopped (SIGTERM) afterwards."""
-    processes = []
-
-    def start(*arguments: str, security_key: str | None = None) -> str:
-        port = free_port()
-        env = {**os.environ, "MNEMO_DATABASE_URL": database_url, "MNEMO_DB_ID": DB_ID,
-               "MNEMO_TABLE": table_name, "MNEMO_VALIDATE_RESPONSES": "true"}
-        env.pop("MNEMO_SECURITY_KEY", None)
-        env.pop("OS_SECURITY_KEY", None)
-        if security_key:
-            env["MNEMO_SECURITY_KEY"] = security_key
-        process = subprocess.Popen(
-            [*mnemo_command(), "serve", "--port", str(port), *arguments],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        processes.append(process)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"mnemo serve exited: {process.stdout.read().decode()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("mnemo serve did not start in time")
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-    database = Database.connect(DB_ID, database_url, [table_name])
-    database.metadata.drop_all(database.engine)
-    database.dispose()
 
 
 def test_mnemo_serve_answers_over_http_and_stops_cleanly_on_sigterm(serve, database_url):

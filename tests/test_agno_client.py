@@ -1,0 +1,156 @@
+"""Agno's own client, unmodified, against a live ``mnemo serve``: every memory method.
+
+Runs with and without a security key (Agno's client passes the key in ``headers``), on SQLite
+and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from agno.client import AgentOSClient
+from agno.utils.http import set_default_async_client
+
+from .conftest import DB_ID
+
+KEY = "agno-client-key"
+
+
+@pytest.fixture(params=[None, KEY], ids=["open", "with-key"])
+def agno(request, serve, table_name):
+    """Run a coroutine ``steps(client, headers, table)`` against a fresh server."""
+    base = serve(security_key=request.param)
+    headers = {"Authorization": f"Bearer {request.param}"} if request.param else None
+
+    def run(steps):
+        async def main():
+            # A client bound to this event loop; Agno's shared default is bound to the first one.
+            async with httpx.AsyncClient(timeout=30) as http:
+                set_default_async_client(http)
+                return await steps(AgentOSClient(base_url=base), headers, table_name)
+
+        return asyncio.run(main())
+
+    return run
+
+
+def test_create_and_get(agno):
+    async def steps(client, headers, _table):
+        created = await client.create_memory(memory="Prefers dark mode", user_id="alice",
+                                             topics=["ui", "préférences"], headers=headers)
+        assert created.memory == "Prefers dark mode"
+        assert created.topics == ["ui", "préférences"]
+        assert created.user_id == "alice"
+        assert created.updated_at.tzinfo is not None
+        assert abs((datetime.now(UTC) - created.updated_at).total_seconds()) < 60
+        fetched = await client.get_memory(created.memory_id, headers=headers)
+        assert fetched == created
+        mine = await client.get_memory(created.memory_id, user_id="alice", headers=headers)
+        assert mine.memory_id == created.memory_id
+        with pytest.raises(httpx.HTTPStatusError) as missing:
+            await client.get_memory(created.memory_id, user_id="bob", headers=headers)
+        assert missing.value.response.status_code == 404
+
+    agno(steps)
+
+
+def test_list_with_every_filter_and_paging_and_sorting_option(agno):
+    async def steps(client, headers, table):
+        made = []
+        for i, topics in enumerate([["a"], ["a", "b"], ["b"], ["a", "b", "a,b"], []]):
+            memory = await client.create_memory(memory=f"Memory number {i} about Café",
+                                                user_id="alice" if i % 2 == 0 else "bob",
+                                                topics=topics, headers=headers)
+            made.append(memory.memory_id)
+
+        everything = await client.list_memories(headers=headers)
+        assert [m.memory_id for m in everything.data] == made[::-1]
+        assert (everything.meta.total_count, everything.meta.total_pages) == (5, 1)
+
+        alice = await client.list_memories(user_id="alice", headers=headers)
+        assert {m.memory_id for m in alice.data} == {made[0], made[2], made[4]}
+
+        both = await client.list_memories(topics=["a", "b"], headers=headers)
+        assert [m.memory_id for m in both.data] == [made[3], made[1]]
+        comma = await client.list_memories(topics=["a,b"], headers=headers)
+        assert [m.memory_id for m in comma.data] == [made[3]]
+
+        found = await client.list_memories(search_content="NUMBER 2 ABOUT café", headers=headers)
+        assert [m.memory_id for m in found.data] == [made[2]]
+
+        assert (await client.list_memories(agent_id="none", headers=headers)).data == []
+        assert (await client.list_memories(team_id="none", headers=headers)).data == []
+
+        pages = [await client.list_memories(limit=2, page=page, sort_by="created_at",
+                                            sort_order="asc", headers=headers)
+                 for page in (1, 2, 3)]
+        assert [m.memory_id for p in pages for m in p.data] == made
+        assert [p.meta.total_pages for p in pages] == [3, 3, 3]
+
+        routed = await client.list_memories(db_id=DB_ID, table=table, headers=headers)
+        assert routed.meta.total_count == 5
+
+    agno(steps)
+
+
+def test_update(agno):
+    async def steps(client, headers, _table):
+        created = await client.create_memory(memory="old", user_id="alice", topics=["x"], headers=headers)
+        updated = await client.update_memory(created.memory_id, memory="new", user_id="alice",
+                                             topics=["y"], headers=headers)
+        assert (updated.memory, updated.topics) == ("new", ["y"])
+        assert updated.updated_at > created.updated_at
+        with pytest.raises(httpx.HTTPStatusError) as missing:
+            await client.update_memory("no-such-id", memory="x", user_id="alice", headers=headers)
+        assert missing.value.response.status_code == 404
+
+    agno(steps)
+
+
+def test_delete_one_and_many(agno):
+    async def steps(client, headers, _table):
+        ids = [(await client.create_memory(memory=f"m{i}", user_id="alice", headers=headers)).memory_id
+               for i in range(4)]
+        assert await client.delete_memory(ids[0], headers=headers) is None
+        assert await client.delete_memories(ids[1:3], headers=headers) is None
+        assert await client.delete_memories([ids[3]], user_id="bob", headers=headers) is None
+        remaining = await client.list_memories(headers=headers)
+        assert [m.memory_id for m in remaining.data] == [ids[3]]
+
+    agno(steps)
+
+
+def test_topics_and_user_stats(agno):
+    async def steps(client, headers, _table):
+        await client.create_memory(memory="x", user_id="alice", topics=["work", "日本"], headers=headers)
+        await client.create_memory(memory="y", user_id="bob", topics=["coffee"], headers=headers)
+        assert await client.get_memory_topics(headers=headers) == ["coffee", "work", "日本"]
+        assert await client.get_memory_topics(user_id="bob", headers=headers) == ["coffee"]
+
+        stats = await client.get_user_memory_stats(headers=headers)
+        assert [(s.user_id, s.total_memories) for s in stats.data] == [("bob", 1), ("alice", 1)]
+        assert stats.meta.total_count == 2
+        one = await client.get_user_memory_stats(limit=1, page=2, headers=headers)
+        assert [s.user_id for s in one.data] == ["alice"]
+        alice = await client.get_user_memory_stats(user_id="alice", headers=headers)
+        assert [s.user_id for s in alice.data] == ["alice"]
+
+    agno(steps)
+
+
+def test_without_the_key_agnos_client_is_refused(serve):
+    base = serve(security_key=KEY)
+
+    async def main():
+        async with httpx.AsyncClient(timeout=30) as http:
+            set_default_async_client(http)
+            with pytest.raises(httpx.HTTPStatusError) as refused:
+                await AgentOSClient(base_url=base).list_memories()
+            return refused.value.response
+
+    response = asyncio.run(main())
+    assert response.status_code == 401
+    assert response.json()["error_code"] == "UNAUTHENTICATED"

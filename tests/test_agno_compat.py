@@ -1,0 +1,245 @@
+"""Side by side with a real Agno AgentOS: every deliberate difference of docs/COMPATIBILITY.md.
+
+Each test sends the same requests to Agno AgentOS (SQLite, started here) and to Mnemo, and
+asserts both answers: Agno's defect as it is, and Mnemo's fix. Should Agno change, the test
+fails and the table gets updated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import free_port, mnemo_command
+
+HERE = Path(__file__).resolve().parent
+DB_ID = "compat"
+STARTUP_TIMEOUT_S = 60
+
+
+def start(command: list[str], env: dict, probe: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{command[0]} exited: {process.stdout.read().decode()}")
+        try:
+            httpx.get(base + probe, timeout=1)
+            return process, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"{command} did not start in time")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """(Agno AgentOS, Mnemo), each on its own SQLite file, both serving db_id 'compat'."""
+    directory = tmp_path_factory.mktemp("compat")
+    env = {**os.environ, "AGNO_TELEMETRY": "false"}
+    for name in ("OS_SECURITY_KEY", "MNEMO_SECURITY_KEY", "MNEMO_CONFIG"):
+        env.pop(name, None)
+    agno, agno_base = start(
+        [sys.executable, str(HERE / "agno_os_server.py"), "{port}", f"{DB_ID}={directory}/agno.db"],
+        env, "/health")
+    mnemo, mnemo_base = start(
+        [*mnemo_command(), "serve", "--port", "{port}"],
+        {**env, "MNEMO_DATABASE_URL": f"sqlite:///{directory}/mnemo.db", "MNEMO_DB_ID": DB_ID,
+         "MNEMO_TABLE": "agno_memories"},
+        "/health")
+    yield agno_base, mnemo_base
+    stop(agno)
+    stop(mnemo)
+
+
+class Both:
+    """Send one request to both servers."""
+
+    def __init__(self, agno_base: str, mnemo_base: str):
+        self.bases = (agno_base, mnemo_base)
+
+    def __call__(self, method: str, path: str, **kwargs) -> tuple[httpx.Response, httpx.Response]:
+        agno, mnemo = (httpx.request(method, base + path, timeout=30, **kwargs) for base in self.bases)
+        return agno, mnemo
+
+    def create(self, user_id: str, memory: str = "text", topics=None) -> tuple[dict, dict]:
+        agno, mnemo = self("POST", "/memories", json={"memory": memory, "user_id": user_id, "topics": topics})
+        assert (agno.status_code, mnemo.status_code) == (200, 200), (agno.text, mnemo.text)
+        return agno.json(), mnemo.json()
+
+
+@pytest.fixture
+def both(servers):
+    return Both(*servers)
+
+
+@pytest.fixture
+def user():
+    """A user of this test alone, so tests sharing the servers never see each other's data."""
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+def memory_ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [m["memory_id"] for m in response.json()["data"]]
+
+
+def test_repeated_topics_all_count(both, user):
+    (agno_a, _), (agno_ab, mnemo_ab) = both.create(user, topics=["a"]), both.create(user, topics=["a", "b"])
+    agno, mnemo = both("GET", f"/memories?user_id={user}&topics=a&topics=b")
+    assert sorted(memory_ids(agno)) == sorted([agno_a["memory_id"], agno_ab["memory_id"]])  # b ignored
+    assert memory_ids(mnemo) == [mnemo_ab["memory_id"]]
+
+
+def test_a_unicode_topic_filter_matches(both, user):
+    agno_made, mnemo_made = both.create(user, topics=["café"])
+    agno, mnemo = both("GET", "/memories", params={"user_id": user, "topics": ["café"]})
+    assert memory_ids(agno) == []  # JSON text holds "caf\u00e9"; LIKE '%"café"%' misses it
+    assert memory_ids(mnemo) == [mnemo_made["memory_id"]]
+
+
+def test_a_comma_inside_a_topic_is_kept(both, user):
+    agno_made, mnemo_made = both.create(user, topics=["a,b"])
+    both.create(user, topics=["a"])
+    agno, mnemo = both("GET", "/memories", params={"user_id": user, "topics": ["a,b"]})
+    assert len(memory_ids(agno)) == 0  # split into a AND b
+    assert memory_ids(mnemo) == [mnemo_made["memory_id"]]
+
+
+def test_updating_an_absent_memory_is_404_not_a_create(both, user):
+    memory_id = f"ghost-{uuid.uuid4().hex[:8]}"
+    agno, mnemo = both("PATCH", f"/memories/{memory_id}", json={"memory": "x", "user_id": user})
+    assert agno.status_code == 200 and agno.json()["memory_id"] == memory_id
+    assert mnemo.status_code == 404
+    assert both("GET", f"/memories/{memory_id}")[1].status_code == 404
+
+
+def test_updating_another_users_memory_changes_nothing(both, user):
+    agno_made, mnemo_made = both.create(user, memory="mine")
+    agno = httpx.patch(f"{both.bases[0]}/memories/{agno_made['memory_id']}",
+                       json={"memory": "overwritten", "user_id": "intruder"})
+    mnemo = httpx.patch(f"{both.bases[1]}/memories/{mnemo_made['memory_id']}",
+                        json={"memory": "overwritten", "user_id": "intruder"})
+    assert agno.status_code == 200 and agno.json()["memory"] == "overwritten"
+    assert mnemo.status_code == 404
+    assert httpx.get(f"{both.bases[1]}/memories/{mnemo_made['memory_id']}").json()["memory"] == "mine"
+
+
+@pytest.mark.parametrize(("needle", "lookalike"), [("a_b", "aXb"), ("100%", "1000")])
+def test_search_wildcards_are_literal(both, user, needle, lookalike):
+    both.create(user, memory=f"has {lookalike} only")
+    agno, mnemo = both("GET", "/memories", params={"user_id": user, "search_content": needle})
+    assert len(memory_ids(agno)) == 1  # '_' and '%' act as LIKE wildcards
+    assert memory_ids(mnemo) == []
+
+
+def test_search_is_case_insensitive_beyond_ascii(both, user):
+    both.create(user, memory="Loves the café")
+    agno, mnemo = both("GET", "/memories", params={"user_id": user, "search_content": "CAFÉ"})
+    assert memory_ids(agno) == []  # SQLite's lower() folds ASCII only
+    assert len(memory_ids(mnemo)) == 1
+
+
+def test_searching_for_a_quote_finds_only_quotes(both, user):
+    both.create(user, memory="no quotes here")
+    agno, mnemo = both("GET", "/memories", params={"user_id": user, "search_content": '"'})
+    assert len(memory_ids(agno)) == 1  # the JSON column stores the text inside quotes
+    assert memory_ids(mnemo) == []
+
+
+def test_total_count_stays_exact_past_the_last_page(both, user):
+    both.create(user)
+    agno, mnemo = both("GET", "/memories", params={"user_id": user, "page": 5})
+    assert agno.json()["meta"]["total_count"] == 0
+    assert mnemo.json()["meta"]["total_count"] == 1
+
+
+def test_page_zero_is_a_validation_error_not_a_server_error(both):
+    agno, mnemo = both("GET", "/memories", params={"page": 0})
+    assert agno.status_code == 500
+    assert (mnemo.status_code, mnemo.json()["error_code"]) == (422, "VALIDATION_ERROR")
+
+
+def test_an_unknown_sort_field_is_refused(both):
+    agno, mnemo = both("GET", "/memories", params={"sort_by": "no_such_column"})
+    assert agno.status_code == 200  # silently unsorted
+    assert mnemo.status_code == 422
+
+
+def test_an_empty_user_id_is_refused(both):
+    agno, mnemo = both("POST", "/memories", json={"memory": "x", "user_id": ""})
+    assert agno.status_code == 200
+    assert mnemo.status_code == 400 and mnemo.json()["detail"] == "User ID is required"
+
+
+def test_table_must_name_a_memory_table(both):
+    agno, mnemo = both("GET", "/memories", params={"db_id": DB_ID, "table": "agno_sessions"})
+    assert agno.status_code == 200  # any table of the database selects its memory table
+    assert mnemo.status_code == 404
+
+
+def test_topics_come_back_sorted(both, user):
+    both.create(user, topics=["zeta", "alpha", "Mid"])
+    agno, mnemo = both("GET", "/memory_topics", params={"user_id": user})
+    assert sorted(agno.json()) == sorted(["zeta", "alpha", "Mid"])  # in set order
+    assert mnemo.json() == ["Mid", "alpha", "zeta"]
+
+
+def test_a_topic_listed_twice_is_stored_once(both, user):
+    agno_made, mnemo_made = both.create(user, topics=["x", "x"])
+    assert agno_made["topics"] == ["x", "x"]
+    assert mnemo_made["topics"] == ["x"]
+
+
+def test_timestamps_have_microseconds_and_created_at_is_returned(both, user):
+    agno_made, mnemo_made = both.create(user)
+    assert "created_at" not in agno_made
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", agno_made["updated_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", mnemo_made["updated_at"])
+    assert mnemo_made["created_at"] == mnemo_made["updated_at"]
+
+
+def test_errors_carry_an_error_code_and_a_one_line_detail(both):
+    agno, mnemo = both("POST", "/memories", json={"memory": ""})
+    assert agno.status_code == mnemo.status_code == 422
+    assert isinstance(agno.json()["detail"], list) and "error_code" not in agno.json()
+    assert mnemo.json() == {"detail": "body.memory: '' should be non-empty", "error_code": "VALIDATION_ERROR"}
+
+
+def test_with_several_databases_and_no_db_id_the_first_is_used(tmp_path):
+    env = {**os.environ, "AGNO_TELEMETRY": "false"}
+    agno, agno_base = start([sys.executable, str(HERE / "agno_os_server.py"), "{port}",
+                             f"one={tmp_path}/one.db", f"two={tmp_path}/two.db"], env, "/memories")
+    config = tmp_path / "mnemo.toml"
+    config.write_text(f'[[databases]]\nid = "one"\nurl = "sqlite:///{tmp_path}/m1.db"\n'
+                      f'[[databases]]\nid = "two"\nurl = "sqlite:///{tmp_path}/m2.db"\n')
+    mnemo, mnemo_base = start([*mnemo_command(), "serve", "--port", "{port}", "--config", str(config)],
+                              env, "/health")
+    try:
+        agno_answer = httpx.get(f"{agno_base}/memories")
+        mnemo_answer = httpx.get(f"{mnemo_base}/memories")
+    finally:
+        stop(agno)
+        stop(mnemo)
+    assert agno_answer.status_code == 400
+    assert mnemo_answer.status_code == 200
