@@ -98,7 +98,7 @@ def stored_memory(memory_id: str, *, user_id="user-1", memory="text", topics=(),
     return Memory(memory_id, memory, list(topics), user_id, agent_id, team_id, created, updated)
 
 
-STARTUP_TIMEOUT_S = 30
+STARTUP_TIMEOUT_S = 60
 
 
 def free_port() -> int:
@@ -112,42 +112,68 @@ def mnemo_command() -> list[str]:
     return [str(installed)] if installed.exists() else [sys.executable, "-m", "mnemo.cli"]
 
 
+def start_server(command: list[str], env: dict, probe: str = "/health", cwd=None):
+    """Start a server process on a free port ("{port}" in ``command``); (process, base URL).
+
+    Ready once ``probe`` answers anything over HTTP. The process leads its own process group,
+    so stop_server reaches its workers too.
+    """
+    port = free_port()
+    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command],
+                               env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{command[0]} exited: {process.stdout.read().decode()}")
+        try:
+            httpx.get(base + probe, timeout=1)
+            return process, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    stop_server(process)
+    raise AssertionError(f"{command} did not start in time")
+
+
+def stop_server(process: subprocess.Popen) -> int:
+    """SIGTERM the server's process group and wait; its exit code."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
+
+
+def server_env(**settings: str) -> dict:
+    """This environment without any Mnemo or Agno setting, plus ``settings``."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("MNEMO_") and name != "OS_SECURITY_KEY"}
+    return {**env, "AGNO_TELEMETRY": "false", **settings}
+
+
 @pytest.fixture
 def serve(database_url, table_name, tmp_path):
     """Start ``mnemo serve`` with the given extra arguments; stopped (SIGTERM) afterwards."""
     processes = []
 
     def start(*arguments: str, security_key: str | None = None) -> str:
-        port = free_port()
-        env = {**os.environ, "MNEMO_DATABASE_URL": database_url, "MNEMO_DB_ID": DB_ID,
-               "MNEMO_TABLE": table_name, "MNEMO_VALIDATE_RESPONSES": "true"}
-        env.pop("MNEMO_SECURITY_KEY", None)
-        env.pop("OS_SECURITY_KEY", None)
+        env = server_env(MNEMO_DATABASE_URL=database_url, MNEMO_DB_ID=DB_ID, MNEMO_TABLE=table_name,
+                         MNEMO_VALIDATE_RESPONSES="true")
         if security_key:
             env["MNEMO_SECURITY_KEY"] = security_key
-        process = subprocess.Popen(
-            [*mnemo_command(), "serve", "--port", str(port), *arguments],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process, base = start_server([*mnemo_command(), "serve", "--port", "{port}", *arguments],
+                                     env, cwd=tmp_path)
         processes.append(process)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"mnemo serve exited: {process.stdout.read().decode()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("mnemo serve did not start in time")
+        return base
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+        # uvicorn re-raises SIGTERM once it has shut down, so that is an orderly exit too.
+        assert stop_server(process) in (0, -signal.SIGTERM), process.stdout.read().decode()[-2000:]
     database = Database.connect(DB_ID, database_url, [table_name])
     database.metadata.drop_all(database.engine)
     database.dispose()

@@ -7,69 +7,34 @@ fails and the table gets updated.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import free_port, mnemo_command
+from .conftest import mnemo_command, server_env, start_server, stop_server
 
 HERE = Path(__file__).resolve().parent
 DB_ID = "compat"
-STARTUP_TIMEOUT_S = 60
-
-
-def start(command: list[str], env: dict, probe: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{command[0]} exited: {process.stdout.read().decode()}")
-        try:
-            httpx.get(base + probe, timeout=1)
-            return process, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"{command} did not start in time")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """(Agno AgentOS, Mnemo), each on its own SQLite file, both serving db_id 'compat'."""
     directory = tmp_path_factory.mktemp("compat")
-    env = {**os.environ, "AGNO_TELEMETRY": "false"}
-    for name in ("OS_SECURITY_KEY", "MNEMO_SECURITY_KEY", "MNEMO_CONFIG"):
-        env.pop(name, None)
-    agno, agno_base = start(
+    agno, agno_base = start_server(
         [sys.executable, str(HERE / "agno_os_server.py"), "{port}", f"{DB_ID}={directory}/agno.db"],
-        env, "/health")
-    mnemo, mnemo_base = start(
+        server_env())
+    mnemo, mnemo_base = start_server(
         [*mnemo_command(), "serve", "--port", "{port}"],
-        {**env, "MNEMO_DATABASE_URL": f"sqlite:///{directory}/mnemo.db", "MNEMO_DB_ID": DB_ID,
-         "MNEMO_TABLE": "agno_memories"},
-        "/health")
+        server_env(MNEMO_DATABASE_URL=f"sqlite:///{directory}/mnemo.db", MNEMO_DB_ID=DB_ID,
+                   MNEMO_TABLE="agno_memories"))
     yield agno_base, mnemo_base
-    stop(agno)
-    stop(mnemo)
+    stop_server(agno)
+    stop_server(mnemo)
 
 
 class Both:
@@ -227,19 +192,19 @@ def test_errors_carry_an_error_code_and_a_one_line_detail(both):
 
 
 def test_with_several_databases_and_no_db_id_the_first_is_used(tmp_path):
-    env = {**os.environ, "AGNO_TELEMETRY": "false"}
-    agno, agno_base = start([sys.executable, str(HERE / "agno_os_server.py"), "{port}",
-                             f"one={tmp_path}/one.db", f"two={tmp_path}/two.db"], env, "/memories")
+    agno, agno_base = start_server([sys.executable, str(HERE / "agno_os_server.py"), "{port}",
+                                    f"one={tmp_path}/one.db", f"two={tmp_path}/two.db"],
+                                   server_env(), probe="/memories")
     config = tmp_path / "mnemo.toml"
     config.write_text(f'[[databases]]\nid = "one"\nurl = "sqlite:///{tmp_path}/m1.db"\n'
                       f'[[databases]]\nid = "two"\nurl = "sqlite:///{tmp_path}/m2.db"\n')
-    mnemo, mnemo_base = start([*mnemo_command(), "serve", "--port", "{port}", "--config", str(config)],
-                              env, "/health")
+    mnemo, mnemo_base = start_server(
+        [*mnemo_command(), "serve", "--port", "{port}", "--config", str(config)], server_env())
     try:
         agno_answer = httpx.get(f"{agno_base}/memories")
         mnemo_answer = httpx.get(f"{mnemo_base}/memories")
     finally:
-        stop(agno)
-        stop(mnemo)
+        stop_server(agno)
+        stop_server(mnemo)
     assert agno_answer.status_code == 400
     assert mnemo_answer.status_code == 200
