@@ -46,6 +46,37 @@ class UtcDateTime(sa.types.TypeDecorator):
         return value.astimezone(UTC)
 
 
+def _search_index(memories: sa.Table) -> None:
+    """An index that answers substring search on the folded text without reading every row.
+
+    SQLite: an FTS5 table with the trigram tokenizer, kept in step by triggers. PostgreSQL:
+    a pg_trgm GIN index, which serves ``LIKE '%...%'`` directly. Both need 3 characters or
+    more; shorter needles are matched by scanning.
+    """
+    name = memories.name
+    sqlite_ddl = [
+        f"CREATE VIRTUAL TABLE {name}_search USING fts5(memory_folded, content='{name}', "
+        f"content_rowid='id', tokenize='trigram case_sensitive 1')",
+        f"CREATE TRIGGER {name}_search_insert AFTER INSERT ON {name} BEGIN "
+        f"INSERT INTO {name}_search(rowid, memory_folded) VALUES (new.id, new.memory_folded); END",
+        f"CREATE TRIGGER {name}_search_delete AFTER DELETE ON {name} BEGIN "
+        f"INSERT INTO {name}_search({name}_search, rowid, memory_folded) "
+        f"VALUES ('delete', old.id, old.memory_folded); END",
+        f"CREATE TRIGGER {name}_search_update AFTER UPDATE OF memory_folded ON {name} BEGIN "
+        f"INSERT INTO {name}_search({name}_search, rowid, memory_folded) "
+        f"VALUES ('delete', old.id, old.memory_folded); "
+        f"INSERT INTO {name}_search(rowid, memory_folded) VALUES (new.id, new.memory_folded); END",
+    ]
+    for statement in sqlite_ddl:
+        sa.event.listen(memories, "after_create", sa.DDL(statement).execute_if(dialect="sqlite"))
+    sa.event.listen(memories, "after_drop",
+                    sa.DDL(f"DROP TABLE IF EXISTS {name}_search").execute_if(dialect="sqlite"))
+    sa.event.listen(memories, "before_create",
+                    sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"))
+    sa.Index(f"ix_{name}_search", memories.c.memory_folded, postgresql_using="gin",
+             postgresql_ops={"memory_folded": "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+
+
 @dataclass(frozen=True)
 class MemoryTables:
     """The tables of one memory table family."""
@@ -62,7 +93,11 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
     memories = sa.Table(
         name,
         metadata,
-        sa.Column("memory_id", ident, primary_key=True),
+        # A stable integer row id: SQLite's search index refers to rows by it (an implicit
+        # rowid may change on VACUUM).
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                  autoincrement=True),
+        sa.Column("memory_id", ident, nullable=False, unique=True),
         sa.Column("memory", sa.Text, nullable=False),
         # Unicode case folding done once at write time: search compares folded needle with
         # folded text, which SQLite's ASCII-only lower() and LIKE cannot do.
@@ -85,6 +120,8 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
     ):
         sa.Index(f"ix_{name}_{'_'.join(c for c in columns if c != 'memory_id')}",
                  *(memories.c[c] for c in columns))
+
+    _search_index(memories)
 
     topics = sa.Table(
         f"{name}_topics",
