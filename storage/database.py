@@ -31,8 +31,15 @@ class DatabaseUnavailable(Exception):
 
 
 def create_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` with the settings Mnemo relies on for that backend."""
-    parsed = sa.make_url(url)
+    """An engine for ``url`` with the settings Mnemo relies on for that backend.
+
+    ValueError, naming the problem, for a URL Mnemo cannot use.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except exc.ArgumentError:
+        raise ValueError(f"{url!r} is not a database URL: use sqlite:///PATH or "
+                         "postgresql://USER@HOST/DB") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(parsed)
@@ -40,6 +47,9 @@ def create_engine(url: str) -> sa.Engine:
         if parsed.drivername == "postgresql":
             # A bare postgresql:// URL means psycopg2 to SQLAlchemy; Mnemo ships psycopg 3.
             parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.drivername != "postgresql+psycopg":
+            raise ValueError(f"unsupported PostgreSQL driver {parsed.drivername!r}: "
+                             "use postgresql:// (psycopg 3)")
         return sa.create_engine(
             parsed,
             pool_pre_ping=True,
@@ -53,6 +63,8 @@ def create_engine(url: str) -> sa.Engine:
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    if url.drivername not in ("sqlite", "sqlite+pysqlite"):
+        raise ValueError(f"unsupported SQLite driver {url.drivername!r}: use sqlite:///PATH")
     engine = sa.create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     )

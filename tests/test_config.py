@@ -140,3 +140,12 @@ tables = ["notes"]
     with create_app(settings).test_client() as client:
         assert client.get("/memories", params={"db_id": "only", "table": "notes"}).status_code == 200
         assert client.get("/memories", params={"db_id": "mnemo"}).status_code == 404
+
+
+@pytest.mark.parametrize("url", ["not a url", "mysql://u@h/db", "postgresql+asyncpg://u@h/db",
+                                 "sqlite+aiosqlite:///x.db"])
+def test_a_database_url_mnemo_cannot_use_is_refused_by_name(url):
+    from storage.database import create_engine
+
+    with pytest.raises(ValueError, match="use (sqlite|postgresql)"):
+        create_engine(url)
