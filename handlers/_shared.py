@@ -26,10 +26,10 @@ def memory_json(memory: Memory) -> dict:
     return {
         "memory_id": memory.memory_id,
         "memory": memory.memory,
-        "topics": memory.topics,
         "user_id": memory.user_id,
         "agent_id": memory.agent_id,
         "team_id": memory.team_id,
+        "topics": memory.topics,
         "created_at": timestamp(memory.created_at),
         "updated_at": timestamp(memory.updated_at),
     }

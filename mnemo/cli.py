@@ -1,16 +1,19 @@
 """The ``mnemo`` command.
 
 Exit codes: 0 success, 1 the service could not start or run (database unreachable, port
-taken), 2 wrong usage or configuration (bad flag, invalid setting, broken API document).
+taken), 2 wrong usage or configuration (bad flag, invalid setting, broken API document) or
+input that cannot be imported.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
 from . import __version__
 
@@ -57,6 +60,53 @@ def main(argv: list[str] | None = None) -> int:
         help="how much to log (default %(default)s)",
     )
     serve.set_defaults(run=_serve)
+
+    # Which memory table export and import work on.
+    target = argparse.ArgumentParser(add_help=False, parents=[common])
+    target.add_argument("--db-id", metavar="ID", help="database to use, by id (default: the first)")
+    table_help = "memory table to use (default: the database's first)"
+
+    export = verbs.add_parser(
+        "export",
+        parents=[target],
+        help="write every memory of a table as JSON lines",
+        description="Write every memory of one memory table to FILE as JSON lines, one memory per "
+        "line, in memory_id order. Settings as for serve (MNEMO_DATABASE_URL or --config).",
+    )
+    export.add_argument("file", metavar="FILE", help="where to write; - for standard output")
+    export.add_argument("--table", help=table_help)
+    export.set_defaults(run=_export)
+
+    load = verbs.add_parser(
+        "import",
+        parents=[target],
+        help="add the memories of a JSON lines file to a table",
+        description="Add the memories of FILE (JSON lines, as export writes them) to one memory "
+        "table, keeping their ids and times; missing ids and times are generated. Each batch of "
+        "lines is checked in full, then written in one transaction; a bad line stops "
+        "the import with exit code 2, naming the line. Settings as for serve.",
+    )
+    load.add_argument("file", metavar="FILE", help="what to read; - for standard input")
+    load.add_argument("--table", help=table_help)
+    load.set_defaults(run=_import)
+
+    agno = verbs.add_parser(
+        "import-agno",
+        parents=[target],
+        help="copy the memories of an Agno database into a table",
+        description="Copy the memories of an Agno SqliteDb or PostgresDb database into one memory "
+        "table, keeping ids, topics, owners and times. The Agno database is only read.",
+    )
+    agno.add_argument("--from", dest="source", required=True, metavar="URL",
+                      help="SQLAlchemy URL of the Agno database, e.g. sqlite:///agno.db or "
+                      "postgresql+psycopg://ai:ai@localhost:5532/ai")
+    agno.add_argument("--table", default="agno_memories",
+                      help="Agno's memory table (default %(default)s)")
+    agno.add_argument("--schema",
+                      help="schema of Agno's memory table (default: ai for PostgreSQL, none for SQLite)")
+    agno.add_argument("--to-table", metavar="TABLE", help="Mnemo memory table to fill (default: "
+                      "the database's first)")
+    agno.set_defaults(run=_import_agno)
 
     args = parser.parse_args(argv)
     # Connexion imports Starlette's test client at import time, which warns on every start.
@@ -114,6 +164,118 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 0
     return _serve_with_gunicorn(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .transfer import export_memories
+
+    return _transfer(args, args.table, "exported", export_memories, file_mode="wb")
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .transfer import import_lines
+
+    def run(repository, lines, progress):
+        if args.file != "-":
+            progress.total_bytes = os.fstat(lines.fileno()).st_size
+        import_lines(repository, lines, progress)
+
+    return _transfer(args, args.table, "imported", run, file_mode="rb")
+
+
+def _import_agno(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from .transfer import AGNO_POSTGRES_SCHEMA, import_agno
+
+    try:
+        backend = sa.make_url(args.source).get_backend_name()
+    except sa.exc.ArgumentError:
+        print(f"mnemo: --from: {args.source!r} is not a database URL: use sqlite:///PATH or "
+              "postgresql://USER@HOST/DB", file=sys.stderr)
+        return EXIT_USAGE
+    schema = args.schema
+    if schema is None and backend == "postgresql":
+        schema = AGNO_POSTGRES_SCHEMA
+
+    def run(repository, progress):
+        import_agno(repository, args.source, args.table, schema, progress)
+
+    return _transfer(args, args.to_table, "imported", run)
+
+
+def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Callable,
+              file_mode: str | None = None) -> int:
+    """Run ``run(repository, [stream,] progress)`` on the chosen memory table, with FILE opened
+    when ``file_mode`` says so; print the summary, or why it stopped."""
+    from storage import CatalogError, DatabaseUnavailable
+
+    from .app import build_catalog
+    from .config import ConfigError, Settings
+    from .transfer import BadInput, Progress, SourceUnavailable
+
+    try:
+        settings = Settings.from_env(config_path=args.config)
+        database = settings.database(args.db_id)
+        catalog = build_catalog(settings)
+    except (ConfigError, ValueError) as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = Progress(verb)
+    try:
+        repository = catalog.repository(database.db_id, table)
+        # Only the database in use: another one being down is no reason to refuse.
+        catalog.databases[database.db_id].create_schema()
+        if file_mode is None:
+            run(repository, progress)
+        else:
+            try:
+                stream = _open_binary(args.file, file_mode)
+            except OSError as error:
+                print(f"mnemo: cannot open {error.filename}: {error.strerror}", file=sys.stderr)
+                return EXIT_USAGE
+            with stream as handle:
+                run(repository, handle, progress)
+    except (CatalogError, BadInput) as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseUnavailable as error:
+        print(f"mnemo: cannot use the database: {_reason(error)}{_so_far(progress)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except SourceUnavailable as error:
+        print(f"mnemo: {error}{_so_far(progress)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader went away (export - | head): not worth a traceback, nor another one when
+        # Python flushes standard output on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except OSError as error:
+        print(f"mnemo: {_reason(error)}{_so_far(progress)}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        catalog.dispose()
+    print(progress.summary(), file=sys.stderr)
+    return 0
+
+
+def _so_far(progress) -> str:
+    return f"; {progress.count} memories were {progress.verb} before it stopped" if progress.count else ""
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    # The driver's own words, without SQLAlchemy's statement dump and help link.
+    return str(getattr(error.__cause__, "orig", None) or error)
+
+
+def _open_binary(path: str, mode: str):
+    """The file at ``path``, or standard input/output for ``-``, as a binary stream."""
+    if path == "-":
+        # Not closed afterwards: it is the process's, not this command's.
+        return contextlib.nullcontext((sys.stdin if "r" in mode else sys.stdout).buffer)
+    return open(path, mode)
 
 
 def _serve_with_gunicorn(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from .catalog import (
     UnknownTable,
 )
 from .database import DatabaseUnavailable
-from .repository import Memory, MemoryQuery, MemoryRepository, Page, UserStats
+from .repository import Memory, MemoryExists, MemoryQuery, MemoryRepository, Page, UserStats
 
 __all__ = [
     "Catalog",
@@ -17,6 +17,7 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "Memory",
+    "MemoryExists",
     "MemoryQuery",
     "MemoryRepository",
     "Page",

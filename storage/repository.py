@@ -37,6 +37,14 @@ class Memory:
     updated_at: datetime
 
 
+class MemoryExists(Exception):
+    """Memories with these ids are already stored, or were given twice in one batch."""
+
+    def __init__(self, memory_ids: Sequence[str]):
+        self.memory_ids = list(memory_ids)
+        super().__init__("memory ids already taken: " + ", ".join(self.memory_ids))
+
+
 @dataclass(frozen=True, slots=True)
 class UserStats:
     user_id: str
@@ -218,6 +226,18 @@ class MemoryRepository:
         return Page(items, query.page, query.limit, total, _ms_since(started))
 
     @unavailable_as_error
+    def scan(self, after: str | None, limit: int) -> list[Memory]:
+        """Up to ``limit`` memories with ids after ``after``, in memory_id order: one page of a
+        walk over the whole table that never holds more than a page, and stays correct (by keyset,
+        not offset) while other writers insert or delete."""
+        m = self._m
+        statement = sa.select(*self._memory_columns).order_by(m.c.memory_id).limit(limit)
+        if after is not None:
+            statement = statement.where(m.c.memory_id > after)
+        with self._engine.begin() as conn:
+            return self._with_topics(conn, conn.execute(statement).all())
+
+    @unavailable_as_error
     def topics(self, user_id: str | None = None) -> list[str]:
         t = self._t
         statement = sa.select(t.c.topic).distinct()
@@ -283,6 +303,26 @@ class MemoryRepository:
         memories = [replace(m, topics=unique_topics(m.topics)) for m in memories]
         with self._writer.begin() as conn:
             self._insert(conn, memories)
+
+    @unavailable_as_error
+    def insert_new(self, memories: Sequence[Memory]) -> None:
+        """``insert``, but an id that is taken raises MemoryExists naming it, not a database error."""
+        try:
+            self.insert(memories)
+        except sa.exc.IntegrityError:
+            ids = [item.memory_id for item in memories]
+            with self._engine.connect() as conn:
+                taken = set(conn.execute(
+                    sa.select(self._m.c.memory_id).where(self._m.c.memory_id.in_(ids))
+                ).scalars())
+            seen: set[str] = set()
+            for memory_id in ids:
+                if memory_id in seen:
+                    taken.add(memory_id)
+                seen.add(memory_id)
+            if not taken:
+                raise
+            raise MemoryExists([i for i in dict.fromkeys(ids) if i in taken]) from None
 
     @unavailable_as_error
     def update(

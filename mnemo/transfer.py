@@ -1,0 +1,359 @@
+"""Moving memories in and out of a memory table: JSON lines export and import, and copying the
+memories of an Agno database (``SqliteDb`` or ``PostgresDb``).
+
+A JSON line is one memory::
+
+    {"memory_id": "...", "memory": "...", "user_id": "...", "agent_id": null, "team_id": null,
+     "topics": ["..."], "created_at": "2025-01-01T00:00:02Z", "updated_at": "2025-01-01T20:03:48Z"}
+
+Everything is streamed a batch at a time, so a table of any size needs the memory of one batch.
+Each imported batch is one transaction, checked in full before it is written: a bad record
+stops the import with nothing of its batch stored.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import re
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import BinaryIO, TextIO
+from urllib.request import pathname2url
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from handlers._shared import memory_json
+from storage import Memory, MemoryRepository
+from storage.repository import MemoryExists, utcnow
+
+# Memories per transaction. On SQLite 5000 imports about 20% faster than 1000; 20000 no faster.
+BATCH_SIZE = 5000
+FIELDS = ("memory_id", "memory", "user_id", "agent_id", "team_id", "topics", "created_at", "updated_at")
+IDENTIFIERS = ("memory_id", "user_id", "agent_id", "team_id")
+# The contract's limits for what a client may store; an import is held to the same ones.
+MEMORY_MAX = 5000
+IDENTIFIER_MAX = 255
+TOPICS_MAX = 50
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# fromisoformat alone also takes ISO 8601 forms RFC 3339 does not (week dates, no separators).
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+AGNO_POSTGRES_SCHEMA = "ai"  # PostgresDb's default db_schema
+AGNO_REQUIRED = ("memory_id", "memory", "created_at")
+
+
+class BadInput(ValueError):
+    """A record Mnemo will not store; the message says which one and why."""
+
+
+class SourceUnavailable(Exception):
+    """The Agno database cannot be read."""
+
+
+class Progress:
+    """Counts memories moved and, on a terminal, redraws one status line on stderr."""
+
+    INTERVAL_S = 0.2
+
+    def __init__(self, verb: str, total_bytes: int | None = None, stream: TextIO | None = None):
+        self.verb = verb
+        self.total_bytes = total_bytes
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.count = 0
+        self.started = time.perf_counter()
+        self._drawn = 0.0
+        self._width = 0
+
+    def add(self, count: int, done_bytes: int | None = None) -> None:
+        self.count += count
+        now = time.perf_counter()
+        if not self.live or now - self._drawn < self.INTERVAL_S:
+            return
+        self._drawn = now
+        line = f"{self.verb} {self.count} memories"
+        if self.total_bytes and done_bytes is not None:
+            line += f" ({100 * done_bytes // self.total_bytes}%)"
+        self._draw(line)
+
+    def summary(self) -> str:
+        """Erase the status line; the line that says how much was moved, how fast."""
+        if self._width:
+            self._draw("")
+        seconds = time.perf_counter() - self.started
+        return (f"{self.verb} {self.count} memories in {seconds:.1f} s "
+                f"({self.count / max(seconds, 1e-6):.0f}/s)")
+
+    def _draw(self, line: str) -> None:
+        self.stream.write("\r" + line.ljust(self._width) + ("\r" if not line else ""))
+        self.stream.flush()
+        self._width = len(line)
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+def export_memories(repository: MemoryRepository, out: BinaryIO, progress: Progress) -> None:
+    """Write every memory of the table to ``out``, one JSON line each, in memory_id order."""
+    after = None
+    while True:
+        memories = repository.scan(after, BATCH_SIZE)
+        out.write(b"".join(orjson.dumps(memory_json(m)) + b"\n" for m in memories))
+        progress.add(len(memories))
+        if len(memories) < BATCH_SIZE:
+            out.flush()
+            return
+        after = memories[-1].memory_id
+
+
+# -- import ------------------------------------------------------------------------------------
+
+
+def import_lines(repository: MemoryRepository, lines: Iterable[bytes], progress: Progress) -> None:
+    """Store the memories of JSON lines, a batch per transaction, each batch checked first."""
+    batch: list[Memory] = []
+    lines_of: dict[str, int] = {}  # memory_id -> line, of the current batch
+    done_bytes = 0
+    for number, raw in enumerate(lines, start=1):
+        done_bytes += len(raw)
+        if number == 1:
+            # Editors on Windows start UTF-8 files with a byte order mark; JSON does not allow one.
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        if not raw.strip():
+            continue
+        try:
+            memory = parse_line(raw)
+            if memory.memory_id in lines_of:
+                raise BadInput(f"memory_id {memory.memory_id!r} is also on line {lines_of[memory.memory_id]}")
+        except BadInput as problem:
+            first = min(lines_of.values(), default=number)
+            raise BadInput(f"line {number}: {problem}; {_so_far(progress.count, first)}") from None
+        batch.append(memory)
+        lines_of[memory.memory_id] = number
+        if len(batch) == BATCH_SIZE:
+            _write(repository, batch, lines_of, progress, done_bytes)
+            batch, lines_of = [], {}
+    if batch:
+        _write(repository, batch, lines_of, progress, done_bytes)
+
+
+def parse_line(raw: bytes) -> Memory:
+    if b"\x00" in raw:
+        raise BadInput("contains a NUL byte")
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadInput(f"is not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(record, dict):
+        raise BadInput("is not a JSON object")
+    # Refused rather than dropped: a misspelt key ("topic") would otherwise lose data silently.
+    unknown = [key for key in record if key not in FIELDS]
+    if unknown:
+        raise BadInput(f"has unknown keys: {', '.join(map(repr, unknown))} (known: {', '.join(FIELDS)})")
+    created_at = _rfc3339(record, "created_at")
+    return checked_memory(record, created_at, _rfc3339(record, "updated_at"))
+
+
+def checked_memory(record: dict, created_at: datetime | None, updated_at: datetime | None) -> Memory:
+    """A Memory from a record's fields, held to the contract's rules; absent parts generated."""
+    for key in IDENTIFIERS:
+        value = record.get(key)
+        if value is not None and (
+            not isinstance(value, str) or len(value) > IDENTIFIER_MAX or CONTROL.search(value)
+        ):
+            raise BadInput(f"{key} must be a string of at most {IDENTIFIER_MAX} characters "
+                           "without control characters")
+    memory_id = record.get("memory_id")
+    if memory_id == "":
+        raise BadInput("memory_id must not be empty")
+    memory = record.get("memory")
+    if not isinstance(memory, str) or not memory:
+        raise BadInput("memory must be a non-empty string")
+    if len(memory) > MEMORY_MAX:
+        raise BadInput(f"memory is {len(memory)} characters long; at most {MEMORY_MAX} are allowed")
+    if "\x00" in memory:
+        raise BadInput("memory contains a NUL character")
+    topics = record.get("topics")
+    if topics is None:
+        topics = []
+    elif not isinstance(topics, list):
+        raise BadInput("topics must be a list of strings")
+    elif len(topics) > TOPICS_MAX:
+        raise BadInput(f"topics has {len(topics)} items; at most {TOPICS_MAX} are allowed")
+    for topic in topics:
+        if not isinstance(topic, str) or len(topic) > IDENTIFIER_MAX or CONTROL.search(topic):
+            raise BadInput(f"each topic must be a string of at most {IDENTIFIER_MAX} characters "
+                           "without control characters")
+    created_at = created_at or utcnow()
+    return Memory(
+        memory_id=memory_id or str(uuid.uuid4()),
+        memory=memory,
+        topics=topics,
+        user_id=record.get("user_id"),
+        agent_id=record.get("agent_id"),
+        team_id=record.get("team_id"),
+        created_at=created_at,
+        updated_at=updated_at or created_at,
+    )
+
+
+def _rfc3339(record: dict, key: str) -> datetime | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    problem = f"{key} must be an RFC 3339 date-time with a time zone, like 2025-01-01T00:00:00Z"
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
+        raise BadInput(problem)
+    try:
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise BadInput(problem) from None
+
+
+def _write(repository: MemoryRepository, batch: list[Memory], lines_of: dict[str, int],
+           progress: Progress, done_bytes: int) -> None:
+    try:
+        repository.insert_new(batch)
+    except MemoryExists as error:
+        line = min(lines_of[memory_id] for memory_id in error.memory_ids)
+        memory_id = next(m for m, n in lines_of.items() if n == line)
+        raise BadInput(
+            f"line {line}: a memory with memory_id {memory_id!r} already exists; "
+            f"{_so_far(progress.count, min(lines_of.values()))}"
+        ) from None
+    progress.add(len(batch), done_bytes)
+
+
+def _so_far(imported: int, first_line: int) -> str:
+    if not imported:
+        return "nothing was imported"
+    return f"{imported} memories were imported before line {first_line}, none from there on"
+
+
+# -- import from Agno --------------------------------------------------------------------------
+
+
+def import_agno(repository: MemoryRepository, url: str, table: str, schema: str | None,
+                progress: Progress) -> None:
+    """Copy the memories of an Agno database's memory table; the Agno database is only read."""
+    engine = agno_engine(url)
+    where = sa.make_url(url).render_as_string(hide_password=True)
+    name = f"{schema}.{table}" if schema else table
+    try:
+        try:
+            with _reading(where):
+                source = sa.Table(table, sa.MetaData(schema=schema), autoload_with=engine)
+        except sa.exc.NoSuchTableError:
+            raise BadInput(f"{where} has no table {name}") from None
+        missing = [column for column in AGNO_REQUIRED if column not in source.c]
+        if missing:
+            raise BadInput(f"{name} in {where} is not an Agno memory table: it has no "
+                           f"{', '.join(missing)} column")
+        for rows in _agno_pages(engine, source, where):
+            batch = []
+            for row in rows:
+                try:
+                    batch.append(agno_memory(row))
+                except BadInput as problem:
+                    raise BadInput(f"memory {row.memory_id!r} of {name}: {problem}; "
+                                   f"{_so_far_agno(progress.count)}") from None
+            try:
+                repository.insert_new(batch)
+            except MemoryExists as error:
+                raise BadInput(f"a memory with memory_id {error.memory_ids[0]!r} already exists; "
+                               f"{_so_far_agno(progress.count)}") from None
+            progress.add(len(batch))
+    finally:
+        engine.dispose()
+
+
+def agno_engine(url: str) -> sa.Engine:
+    """A read-only engine on an Agno database: SQLite opened read-only, PostgreSQL in read-only
+    transactions, so that no mistake here can change the application's data."""
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:":
+            raise BadInput("--from needs the file of the Agno SQLite database: sqlite:///PATH")
+        if not os.path.isfile(path):
+            raise BadInput(f"no Agno SQLite database at {path}: no such file")
+        uri = f"file:{pathname2url(os.path.abspath(path))}?mode=ro"
+        return sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=30),
+                                poolclass=NullPool)
+    if backend == "postgresql":
+        # Whichever driver the Agno app uses (its URL may say psycopg2), reading needs only
+        # psycopg 3, which Mnemo ships.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = sa.create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": 3})
+        return engine.execution_options(postgresql_readonly=True)
+    raise BadInput(f"unsupported Agno database URL {parsed.render_as_string()!r}: "
+                   "use sqlite:///PATH or postgresql://USER@HOST/DB")
+
+
+def _agno_pages(engine: sa.Engine, source: sa.Table, where: str) -> Iterator[list[sa.Row]]:
+    """The source's rows a batch at a time, by memory_id: a short read per batch, never one
+    transaction held open on the application's database for the whole copy."""
+    columns = [
+        (source.c[name] if name in source.c else sa.null()).label(name)
+        for name in ("memory_id", "memory", "topics", "user_id", "agent_id", "team_id",
+                     "created_at", "updated_at")
+    ]
+    statement = sa.select(*columns).order_by(source.c.memory_id).limit(BATCH_SIZE)
+    after = None
+    while True:
+        page = statement if after is None else statement.where(source.c.memory_id > after)
+        with _reading(where), engine.connect() as conn:
+            rows = conn.execute(page).all()
+        if rows:
+            yield rows
+        if len(rows) < BATCH_SIZE:
+            return
+        after = rows[-1].memory_id
+
+
+@contextlib.contextmanager
+def _reading(where: str):
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        raise SourceUnavailable(f"cannot read the Agno database {where}: {error.orig}") from error
+
+
+def agno_memory(row: sa.Row) -> Memory:
+    """Agno keeps the text as JSON (usually a JSON string) and times as epoch seconds."""
+    memory = row.memory
+    if memory is not None and not isinstance(memory, str):
+        memory = orjson.dumps(memory).decode()
+    if not isinstance(row.memory_id, str) or not row.memory_id:
+        raise BadInput("memory_id must be a non-empty string")
+    record = {"memory_id": row.memory_id, "memory": memory, "topics": row.topics,
+              "user_id": row.user_id, "agent_id": row.agent_id, "team_id": row.team_id}
+    return checked_memory(record, _epoch(row.created_at, "created_at"), _epoch(row.updated_at, "updated_at"))
+
+
+def _epoch(value, key: str) -> datetime | None:
+    if value is None:
+        if key == "created_at":
+            raise BadInput("created_at is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"{key} must be epoch seconds, not {value!r}")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise BadInput(f"{key} {value!r} is not a time in epoch seconds") from None
+
+
+def _so_far_agno(imported: int) -> str:
+    if not imported:
+        return "nothing was imported"
+    return f"{imported} memories were imported before it, in memory_id order"
