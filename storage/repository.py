@@ -23,6 +23,8 @@ from .schema import MemoryTables
 
 SORT_COLUMNS = ("updated_at", "created_at")
 ONE_MICROSECOND = timedelta(microseconds=1)
+# The search indexes work on trigrams: shorter needles are matched by scanning.
+TRIGRAM = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,19 @@ class MemoryRepository:
             m.c.memory_id, m.c.memory, m.c.user_id, m.c.agent_id, m.c.team_id,
             m.c.created_at, m.c.updated_at,
         )
+
+        # SQLite's FTS5 search table (see schema._search_index); PostgreSQL's trigram index
+        # serves the LIKE itself.
+        self._search = (sa.table(f"{tables.name}_search", sa.column("rowid"), sa.column("memory_folded"))
+                        if engine.dialect.name == "sqlite" else None)
+        self._distinct_topics = _loose_index_scan(t.c.topic, ())
+        self._distinct_topics_of_user = _loose_index_scan(
+            t.c.topic, (t.c.user_id == sa.bindparam("user_id"),))
+        self._count_all = sa.select(
+            sa.select(sa.func.coalesce(sa.func.sum(s.c.total_memories), 0)).scalar_subquery()
+            + sa.select(sa.func.count()).select_from(m).where(m.c.user_id.is_(None)).scalar_subquery()
+        )
+        self._count_of_user = sa.select(s.c.total_memories).where(s.c.user_id == sa.bindparam("user_id"))
 
         # Statements of fixed shape, built once.
         self._select_by_id = sa.select(*self._memory_columns).where(
@@ -198,9 +213,14 @@ class MemoryRepository:
         for topic in unique_topics(query.topics):
             conditions.append(m.c.memory_id.in_(sa.select(t.c.memory_id).where(t.c.topic == topic)))
         if query.search_content:
-            conditions.append(
-                m.c.memory_folded.contains(query.search_content.casefold(), autoescape=True)
-            )
+            needle = query.search_content.casefold()
+            # The LIKE alone is exact; the index narrows the rows it has to look at.
+            conditions.append(m.c.memory_folded.contains(needle, autoescape=True))
+            if self._search is not None and len(needle) >= TRIGRAM:
+                phrase = '"' + needle.replace('"', '""') + '"'
+                conditions.append(m.c.id.in_(
+                    sa.select(self._search.c.rowid).where(self._search.c.memory_folded.match(phrase))
+                ))
 
         sort_column = m.c[query.sort_by]
         if query.sort_order == "asc":
@@ -210,9 +230,7 @@ class MemoryRepository:
         offset = (query.page - 1) * query.limit
 
         with self._engine.begin() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(m).where(*conditions)
-            ).scalar_one()
+            total = self._count(conn, query, conditions)
             items: list[Memory] = []
             if offset < total:
                 rows = conn.execute(
@@ -237,16 +255,26 @@ class MemoryRepository:
         with self._engine.begin() as conn:
             return self._with_topics(conn, conn.execute(statement).all())
 
+    def _count(self, conn: sa.Connection, query: MemoryQuery, conditions: list) -> int:
+        """How many memories match: from the per-user summary when the filters allow it."""
+        if not conditions:
+            return conn.execute(self._count_all).scalar_one()
+        if len(conditions) == 1 and query.user_id is not None:
+            return conn.execute(self._count_of_user, {"user_id": query.user_id}).scalar() or 0
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(self._m).where(*conditions)
+        ).scalar_one()
+
     @unavailable_as_error
     def topics(self, user_id: str | None = None) -> list[str]:
-        t = self._t
-        statement = sa.select(t.c.topic).distinct()
-        if user_id is not None:
-            statement = statement.where(t.c.user_id == user_id)
         with self._engine.connect() as conn:
+            if user_id is None:
+                topics = conn.execute(self._distinct_topics).scalars()
+            else:
+                topics = conn.execute(self._distinct_topics_of_user, {"user_id": user_id}).scalars()
             # Sorted here, by code point, so the order is the same on every backend and
             # collation.
-            return sorted(conn.execute(statement).scalars())
+            return sorted(topics)
 
     @unavailable_as_error
     def user_stats(self, *, limit: int, page: int, user_id: str | None = None) -> Page:
@@ -430,6 +458,19 @@ class MemoryRepository:
         return [Memory(row.memory_id, row.memory, topics[row.memory_id], row.user_id,
                        row.agent_id, row.team_id, row.created_at, row.updated_at)
                 for row in rows]
+
+
+def _loose_index_scan(column: sa.Column, conditions: tuple) -> sa.Select:
+    """The distinct values of an indexed column, one index seek per value.
+
+    A plain DISTINCT reads every row of the index; this walks from each value straight to the
+    next greater one, so its cost follows the number of distinct values (a few hundred topics)
+    rather than the number of rows (every topic of every memory).
+    """
+    walk = sa.select(sa.func.min(column).label("value")).where(*conditions).cte("walk", recursive=True)
+    following = sa.select(sa.func.min(column)).where(*conditions, column > walk.c.value).scalar_subquery()
+    walk = walk.union_all(sa.select(following).where(walk.c.value.is_not(None)))
+    return sa.select(walk.c.value).where(walk.c.value.is_not(None))
 
 
 def _ms_since(started: float) -> float:

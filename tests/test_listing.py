@@ -145,3 +145,36 @@ def test_largest_declared_limit_and_page_are_served(client, repository):
     repository.insert([stored_memory("m1")])
     meta = client.get("/memories", params={"limit": 500, "page": 1_000_000_000}).json()["meta"]
     assert (meta["limit"], meta["page"], meta["total_count"]) == (500, 1_000_000_000, 1)
+
+
+@pytest.mark.parametrize("needle", ['say "hi"', '"', 'a"b', "NEAR", "x OR y", "(*)", "^st", "日本語"])
+def test_search_needles_that_mean_something_to_a_full_text_engine_match_literally(client, repository,
+                                                                                  needle):
+    repository.insert([stored_memory("hit", memory=f"before {needle} after", minutes=1),
+                       stored_memory("miss", memory="nothing to see", minutes=2)])
+    assert ids(client.get("/memories", params={"search_content": needle})) == ["hit"]
+
+
+def test_search_follows_updates_and_deletes(client, create):
+    created = create(memory="the old wording")
+    client.patch(f"/memories/{created['memory_id']}",
+                 json={"memory": "the new phrasing", "user_id": "user-1"})
+    assert ids(client.get("/memories", params={"search_content": "old wording"})) == []
+    assert ids(client.get("/memories", params={"search_content": "new phras"})) == [created["memory_id"]]
+    client.delete(f"/memories/{created['memory_id']}")
+    assert ids(client.get("/memories", params={"search_content": "new phras"})) == []
+
+
+@pytest.mark.parametrize("needle", ["a", "ab", "abc", "abcd"])
+def test_search_is_exact_for_every_needle_length(client, repository, needle):
+    broken = needle[:-1] + "z"  # one character off
+    repository.insert([stored_memory("hit", memory=f"xx{needle.upper()}yy", minutes=1),
+                       stored_memory("near", memory=f"xx{broken}yy", minutes=2)])
+    assert ids(client.get("/memories", params={"search_content": needle})) == ["hit"]
+
+
+def test_total_count_includes_memories_without_an_owner(client, repository):
+    repository.insert([stored_memory("owned", user_id="u1"), stored_memory("anonymous", user_id=None)])
+    assert client.get("/memories").json()["meta"]["total_count"] == 2
+    assert client.get("/memories", params={"user_id": "u1"}).json()["meta"]["total_count"] == 1
+    assert client.get("/memories", params={"user_id": "nobody"}).json()["meta"]["total_count"] == 0
