@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--workers",
         type=_positive,
-        default=1,
-        help="worker processes; more than one runs gunicorn with uvicorn workers (default %(default)s)",
+        # Each worker is an event loop plus a thread pool bound by the GIL: one per core keeps
+        # every core busy without processes fighting over them.
+        default=os.cpu_count() or 1,
+        help="worker processes; more than one runs gunicorn with uvicorn workers "
+        "(default: one per core, %(default)s here)",
     )
     serve.add_argument(
         "--log-level",
