@@ -187,22 +187,10 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _import_agno(args: argparse.Namespace) -> int:
-    import sqlalchemy as sa
-
-    from .transfer import AGNO_POSTGRES_SCHEMA, import_agno
-
-    try:
-        backend = sa.make_url(args.source).get_backend_name()
-    except sa.exc.ArgumentError:
-        print(f"mnemo: --from: {args.source!r} is not a database URL: use sqlite:///PATH or "
-              "postgresql://USER@HOST/DB", file=sys.stderr)
-        return EXIT_USAGE
-    schema = args.schema
-    if schema is None and backend == "postgresql":
-        schema = AGNO_POSTGRES_SCHEMA
+    from .transfer import import_agno
 
     def run(repository, progress):
-        import_agno(repository, args.source, args.table, schema, progress)
+        import_agno(repository, args.source, args.table, args.schema, progress)
 
     return _transfer(args, args.to_table, "imported", run)
 
@@ -212,10 +200,11 @@ def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Calla
     """Run ``run(repository, [stream,] progress)`` on the chosen memory table, with FILE opened
     when ``file_mode`` says so; print the summary, or why it stopped."""
     from storage import CatalogError, DatabaseUnavailable
+    from storage.agno_source import SourceUnavailable
 
     from .app import build_catalog
     from .config import ConfigError, Settings
-    from .transfer import BadInput, Progress, SourceUnavailable
+    from .transfer import BadInput, Progress
 
     try:
         settings = Settings.from_env(config_path=args.config)

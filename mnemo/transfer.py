@@ -14,24 +14,19 @@ stops the import with nothing of its batch stored.
 from __future__ import annotations
 
 import codecs
-import contextlib
-import os
 import re
-import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
-from urllib.request import pathname2url
 
 import orjson
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from handlers._shared import memory_json
 from storage import Memory, MemoryRepository
+from storage.agno_source import AgnoMemorySource, NotAnAgnoMemoryTable
 from storage.repository import MemoryExists, utcnow
 
 # Memories per transaction. On SQLite 5000 imports about 20% faster than 1000; 20000 no faster.
@@ -46,16 +41,11 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # fromisoformat alone also takes ISO 8601 forms RFC 3339 does not (week dates, no separators).
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
-AGNO_POSTGRES_SCHEMA = "ai"  # PostgresDb's default db_schema
-AGNO_REQUIRED = ("memory_id", "memory", "created_at")
 
 
 class BadInput(ValueError):
     """A record Mnemo will not store; the message says which one and why."""
 
-
-class SourceUnavailable(Exception):
-    """The Agno database cannot be read."""
 
 
 class Progress:
@@ -244,26 +234,18 @@ def _so_far(imported: int, first_line: int) -> str:
 def import_agno(repository: MemoryRepository, url: str, table: str, schema: str | None,
                 progress: Progress) -> None:
     """Copy the memories of an Agno database's memory table; the Agno database is only read."""
-    engine = agno_engine(url)
-    where = sa.make_url(url).render_as_string(hide_password=True)
-    name = f"{schema}.{table}" if schema else table
     try:
-        try:
-            with _reading(where):
-                source = sa.Table(table, sa.MetaData(schema=schema), autoload_with=engine)
-        except sa.exc.NoSuchTableError:
-            raise BadInput(f"{where} has no table {name}") from None
-        missing = [column for column in AGNO_REQUIRED if column not in source.c]
-        if missing:
-            raise BadInput(f"{name} in {where} is not an Agno memory table: it has no "
-                           f"{', '.join(missing)} column")
-        for rows in _agno_pages(engine, source, where):
+        source = AgnoMemorySource(url, table, schema)
+    except NotAnAgnoMemoryTable as error:
+        raise BadInput(str(error)) from None
+    try:
+        for rows in source.pages(BATCH_SIZE):
             batch = []
             for row in rows:
                 try:
                     batch.append(agno_memory(row))
                 except BadInput as problem:
-                    raise BadInput(f"memory {row.memory_id!r} of {name}: {problem}; "
+                    raise BadInput(f"memory {row.memory_id!r} of {source.name}: {problem}; "
                                    f"{_so_far_agno(progress.count)}") from None
             try:
                 repository.insert_new(batch)
@@ -272,63 +254,10 @@ def import_agno(repository: MemoryRepository, url: str, table: str, schema: str 
                                f"{_so_far_agno(progress.count)}") from None
             progress.add(len(batch))
     finally:
-        engine.dispose()
+        source.close()
 
 
-def agno_engine(url: str) -> sa.Engine:
-    """A read-only engine on an Agno database: SQLite opened read-only, PostgreSQL in read-only
-    transactions, so that no mistake here can change the application's data."""
-    parsed = sa.make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        path = parsed.database
-        if not path or path == ":memory:":
-            raise BadInput("--from needs the file of the Agno SQLite database: sqlite:///PATH")
-        if not os.path.isfile(path):
-            raise BadInput(f"no Agno SQLite database at {path}: no such file")
-        uri = f"file:{pathname2url(os.path.abspath(path))}?mode=ro"
-        return sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=30),
-                                poolclass=NullPool)
-    if backend == "postgresql":
-        # Whichever driver the Agno app uses (its URL may say psycopg2), reading needs only
-        # psycopg 3, which Mnemo ships.
-        parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = sa.create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": 3})
-        return engine.execution_options(postgresql_readonly=True)
-    raise BadInput(f"unsupported Agno database URL {parsed.render_as_string()!r}: "
-                   "use sqlite:///PATH or postgresql://USER@HOST/DB")
-
-
-def _agno_pages(engine: sa.Engine, source: sa.Table, where: str) -> Iterator[list[sa.Row]]:
-    """The source's rows a batch at a time, by memory_id: a short read per batch, never one
-    transaction held open on the application's database for the whole copy."""
-    columns = [
-        (source.c[name] if name in source.c else sa.null()).label(name)
-        for name in ("memory_id", "memory", "topics", "user_id", "agent_id", "team_id",
-                     "created_at", "updated_at")
-    ]
-    statement = sa.select(*columns).order_by(source.c.memory_id).limit(BATCH_SIZE)
-    after = None
-    while True:
-        page = statement if after is None else statement.where(source.c.memory_id > after)
-        with _reading(where), engine.connect() as conn:
-            rows = conn.execute(page).all()
-        if rows:
-            yield rows
-        if len(rows) < BATCH_SIZE:
-            return
-        after = rows[-1].memory_id
-
-
-@contextlib.contextmanager
-def _reading(where: str):
-    try:
-        yield
-    except sa.exc.DBAPIError as error:
-        raise SourceUnavailable(f"cannot read the Agno database {where}: {error.orig}") from error
-
-
-def agno_memory(row: sa.Row) -> Memory:
+def agno_memory(row) -> Memory:
     """Agno keeps the text as JSON (usually a JSON string) and times as epoch seconds."""
     memory = row.memory
     if memory is not None and not isinstance(memory, str):

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from mnemo import transfer
 from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
 from storage import Database, Memory, MemoryRepository
+from storage.agno_source import read_only_engine
 
 from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, stored_memory
 
@@ -492,7 +493,7 @@ def test_import_agno_never_writes_to_the_agno_database(agno_db, mnemo, tmp_path)
         agno_file = tmp_path / "agno.db"
         before = hashlib.sha256(agno_file.read_bytes()).hexdigest()
     assert mnemo("import-agno", "--from", url, *arguments).code == 0
-    engine = transfer.agno_engine(url)
+    engine = read_only_engine(url)
     with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="read-only|readonly"):
         conn.exec_driver_sql("CREATE TABLE probe (x INTEGER)")
     engine.dispose()
