@@ -22,6 +22,12 @@ SQLITE_BUSY_TIMEOUT_S = 30
 # How long PostgreSQL may take to accept a connection: fail fast when it is gone.
 POSTGRES_CONNECT_TIMEOUT_S = 3
 
+# Connections each process keeps open. Connexion's FlaskApp runs handlers on a pool of 10
+# threads (a2wsgi's), each holding at most one connection at a time: a pool of that size never
+# makes a thread wait, and with no overflow no connection is opened and closed per request,
+# which costs a PostgreSQL server a process fork each time.
+CONNECTIONS_PER_PROCESS = 10
+
 # Execution option that marks a transaction as one that will write.
 WRITES = "mnemo_writes"
 
@@ -53,8 +59,8 @@ def create_engine(url: str) -> sa.Engine:
         return sa.create_engine(
             parsed,
             pool_pre_ping=True,
-            pool_size=5,
-            max_overflow=10,
+            pool_size=CONNECTIONS_PER_PROCESS,
+            max_overflow=0,
             pool_timeout=POSTGRES_CONNECT_TIMEOUT_S,
             connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
         )
@@ -65,8 +71,12 @@ def create_engine(url: str) -> sa.Engine:
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     if url.drivername not in ("sqlite", "sqlite+pysqlite"):
         raise ValueError(f"unsupported SQLite driver {url.drivername!r}: use sqlite:///PATH")
+    in_memory = url.database in (None, "", ":memory:")
     engine = sa.create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        # An in-memory database lives in one connection per thread, pooled its own way.
+        **({} if in_memory else {"pool_size": CONNECTIONS_PER_PROCESS, "max_overflow": 0}),
     )
 
     @event.listens_for(engine, "connect")
