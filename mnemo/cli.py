@@ -182,6 +182,7 @@ def _import(args: argparse.Namespace) -> int:
         if args.file != "-":
             progress.total_bytes = os.fstat(lines.fileno()).st_size
         import_lines(repository, lines, progress)
+        repository.refresh_statistics()
 
     return _transfer(args, args.table, "imported", run, file_mode="rb")
 
@@ -191,6 +192,7 @@ def _import_agno(args: argparse.Namespace) -> int:
 
     def run(repository, progress):
         import_agno(repository, args.source, args.table, args.schema, progress)
+        repository.refresh_statistics()
 
     return _transfer(args, args.to_table, "imported", run)
 

@@ -467,6 +467,19 @@ class MemoryRepository:
                 conn.execute(self._drop_empty_users, {"user_ids": list(per_user)})
         return len(removed)
 
+    @unavailable_as_error
+    def refresh_statistics(self) -> None:
+        """Let the query planner see the tables as they are now.
+
+        After a bulk load its statistics still describe the table before it: PostgreSQL then
+        plans for a small table (a sort of every search match instead of a walk down the
+        index, for one) until autovacuum catches up.
+        """
+        quote = self._engine.dialect.identifier_preparer.quote
+        with self._writer.begin() as conn:
+            for table in (self._m, self._t, self._s):
+                conn.exec_driver_sql(f"ANALYZE {quote(table.name)}")
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _insert(self, conn: sa.Connection, memories: Sequence[Memory]) -> None:

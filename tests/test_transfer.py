@@ -578,3 +578,20 @@ def test_import_agno_looks_in_agnos_schema_ai_on_postgresql_by_default(mnemo):
     result = mnemo("import-agno", "--from", POSTGRES_URL, "--table", table)
     assert result.code == EXIT_USAGE
     assert f"has no table ai.{table}" in result.err
+
+
+def test_an_import_leaves_the_query_planner_statistics_of_the_loaded_tables(mnemo, repository, tmp_path):
+    # Stale statistics after a bulk load make PostgreSQL plan for an empty table.
+    path = write_lines(tmp_path / "in.jsonl", [{"memory": f"m{i}", "user_id": "u", "topics": ["t"]}
+                                               for i in range(50)])
+    assert mnemo("import", str(path)).code == 0
+    tables = repository.tables
+    with repository._engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            analyzed = conn.execute(sa.text(
+                "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+                "AND relname IN (:m, :t, :s)"), {"m": tables.memories.name, "t": tables.topics.name,
+                                                 "s": tables.user_stats.name}).scalars().all()
+        else:
+            analyzed = conn.execute(sa.text("SELECT DISTINCT tbl FROM sqlite_stat1")).scalars().all()
+    assert {tables.memories.name, tables.topics.name, tables.user_stats.name} <= set(analyzed)
