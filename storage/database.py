@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -30,6 +32,9 @@ CONNECTIONS_PER_PROCESS = 10
 
 # Execution option that marks a transaction as one that will write.
 WRITES = "mnemo_writes"
+# Execution option that marks a connection whose reads are each one statement: no transaction
+# is begun for them (a single statement sees one snapshot by itself), saving the round trips.
+SINGLE_STATEMENT_READS = "mnemo_single_statement_reads"
 
 
 class DatabaseUnavailable(Exception):
@@ -58,7 +63,11 @@ def create_engine(url: str) -> sa.Engine:
                              "use postgresql:// (psycopg 3)")
         return sa.create_engine(
             parsed,
-            pool_pre_ping=True,
+            # No ping before each use: it is a round trip on every request. A connection that
+            # died with the server fails on first use instead; SQLAlchemy then discards every
+            # pooled connection, and reads are tried once more on a fresh one (see
+            # unavailable_as_error), so a restarted server costs no request an error.
+            pool_pre_ping=False,
             pool_size=CONNECTIONS_PER_PROCESS,
             max_overflow=0,
             pool_timeout=POSTGRES_CONNECT_TIMEOUT_S,
@@ -91,15 +100,49 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
 
+    # The writers of one process take turns here before they ask SQLite for its write lock. A
+    # thread that finds the lock taken waits in SQLite's busy handler, which polls with sleeps
+    # that grow to 100 ms; a queue of threads hands the turn on the moment a writer is done.
+    # Writers in other processes still meet in the busy handler, but only one per process.
+    writer_turn = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        # A writer takes the write lock when it begins. A deferred transaction that reads first
-        # and writes later cannot wait for the lock (SQLite answers "database is locked" at
-        # once to avoid deadlock), which is what breaks several worker processes.
-        immediate = conn.get_execution_options().get(WRITES, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(SINGLE_STATEMENT_READS, False):
+            return  # the driver runs each statement in a transaction of its own
+        if not options.get(WRITES, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if not writer_turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            raise exc.OperationalError("BEGIN IMMEDIATE", None,
+                                       sqlite3.OperationalError("database is locked"))
+        # Held until the connection is back in the pool, that is after COMMIT or ROLLBACK.
+        conn.connection.record_info[_HOLDS_WRITER_TURN] = writer_turn
+        # A writer takes SQLite's write lock when it begins. A deferred transaction that reads
+        # first and writes later cannot wait for the lock (SQLite answers "database is locked"
+        # at once to avoid deadlock), which is what breaks several worker processes.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        turn = record.record_info.pop(_HOLDS_WRITER_TURN, None)
+        if turn is not None:
+            turn.release()
 
     return engine
+
+
+_HOLDS_WRITER_TURN = "mnemo_holds_writer_turn"
+
+
+def single_statement_reads(engine: sa.Engine) -> sa.Engine:
+    """The engine for reads made of one statement each, run outside any explicit transaction."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    # SQLite's own autocommit is what its connections already do (isolation_level None);
+    # the option only tells _on_begin not to begin a transaction.
+    return engine.execution_options(**{SINGLE_STATEMENT_READS: True})
 
 
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
@@ -107,16 +150,28 @@ _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 F = TypeVar("F", bound=Callable)
 
 
-def unavailable_as_error(method: F) -> F:
+def unavailable_as_error(method: F | None = None, *, read: bool = False):
     """Turn 'cannot reach / cannot lock the database' failures into DatabaseUnavailable.
 
-    Anything else (a bug, a constraint violation) propagates unchanged.
+    A ``read`` that fails because its pooled connection had died (the database restarted
+    since it was last used) is tried once more: the pool has been emptied by then, so the
+    second try opens a fresh connection. Writes are never repeated, since a lost connection
+    may have taken a commit with it. Anything else (a bug, a constraint violation) propagates
+    unchanged.
     """
+    if method is None:
+        return functools.partial(unavailable_as_error, read=read)
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
         try:
-            return method(*args, **kwargs)
+            try:
+                return method(*args, **kwargs)
+            except exc.DBAPIError as error:
+                if not (read and error.connection_invalidated):
+                    raise
+                log.warning("database connection lost, reading again: %s", error.orig)
+                return method(*args, **kwargs)
         except _UNAVAILABLE as error:
             log.warning("database unavailable: %s", error.orig if hasattr(error, "orig") else error)
             raise DatabaseUnavailable(str(error)) from error

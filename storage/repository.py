@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .database import WRITES, unavailable_as_error
+from .database import WRITES, single_statement_reads, unavailable_as_error
 from .schema import MemoryTables
 
 SORT_COLUMNS = ("updated_at", "created_at")
@@ -95,6 +95,7 @@ class MemoryRepository:
     def __init__(self, engine: sa.Engine, tables: MemoryTables):
         self._engine = engine
         self._writer = engine.execution_options(**{WRITES: True})
+        self._reader = single_statement_reads(engine)
         self.tables = tables
         m, t, s = tables.memories, tables.topics, tables.user_stats
         self._m, self._t, self._s = m, t, s
@@ -120,6 +121,16 @@ class MemoryRepository:
         self._select_by_id = sa.select(*self._memory_columns).where(
             m.c.memory_id == sa.bindparam("memory_id")
         )
+        # A memory with its topics, one row per topic, in one statement: one snapshot, so the
+        # text and the topics are always of the same version, without a transaction around them.
+        self._select_with_topics = (
+            sa.select(*self._memory_columns, t.c.topic)
+            .select_from(m.outerjoin(t, t.c.memory_id == m.c.memory_id))
+            .where(m.c.memory_id == sa.bindparam("memory_id"))
+            .order_by(t.c.position)
+        )
+        self._select_with_topics_of_user = self._select_with_topics.where(
+            m.c.user_id == sa.bindparam("user_id"))
         self._select_by_id_and_user = self._select_by_id.where(
             m.c.user_id == sa.bindparam("user_id")
         )
@@ -185,20 +196,21 @@ class MemoryRepository:
 
     # -- reads -------------------------------------------------------------------------------
 
-    @unavailable_as_error
+    @unavailable_as_error(read=True)
     def get(self, memory_id: str, user_id: str | None = None) -> Memory | None:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             if user_id is None:
-                row = conn.execute(self._select_by_id, {"memory_id": memory_id}).first()
+                rows = conn.execute(self._select_with_topics, {"memory_id": memory_id}).all()
             else:
-                row = conn.execute(
-                    self._select_by_id_and_user, {"memory_id": memory_id, "user_id": user_id}
-                ).first()
-            if row is None:
-                return None
-            return self._with_topics(conn, [row])[0]
+                rows = conn.execute(self._select_with_topics_of_user,
+                                    {"memory_id": memory_id, "user_id": user_id}).all()
+        if not rows:
+            return None
+        row = rows[0]
+        return Memory(row.memory_id, row.memory, [r.topic for r in rows if r.topic is not None],
+                      row.user_id, row.agent_id, row.team_id, row.created_at, row.updated_at)
 
-    @unavailable_as_error
+    @unavailable_as_error(read=True)
     def list(self, query: MemoryQuery) -> Page:
         started = time.perf_counter()
         m = self._m
@@ -272,7 +284,7 @@ class MemoryRepository:
             return conn.execute(self._count_of_user, {"user_id": user_id}).scalar() or 0
         return conn.execute(self._count_all).scalar_one()
 
-    @unavailable_as_error
+    @unavailable_as_error(read=True)
     def scan(self, after: str | None, limit: int) -> list[Memory]:
         """Up to ``limit`` memories with ids after ``after``, in memory_id order: one page of a
         walk over the whole table that never holds more than a page, and stays correct (by keyset,
@@ -315,9 +327,9 @@ class MemoryRepository:
                     sa.select(self._search.c.rowid).where(self._search_match(needle))))
         return conn.execute(sa.select(sa.func.count()).select_from(m).where(*conditions)).scalar_one()
 
-    @unavailable_as_error
+    @unavailable_as_error(read=True)
     def topics(self, user_id: str | None = None) -> list[str]:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             if user_id is None:
                 topics = conn.execute(self._distinct_topics).scalars()
             else:
@@ -326,7 +338,7 @@ class MemoryRepository:
             # collation.
             return sorted(topics)
 
-    @unavailable_as_error
+    @unavailable_as_error(read=True)
     def user_stats(self, *, limit: int, page: int, user_id: str | None = None) -> Page:
         started = time.perf_counter()
         s = self._s

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import psycopg
 import pytest
 
 from mnemo.app import create_app
 from storage import Catalog, Database
 
-from .conftest import DB_ID, make_settings
+from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, make_settings
 
 OPERATIONS = [
     ("GET", "/memories", None),
@@ -148,3 +151,53 @@ def test_an_unreachable_database_is_503_with_retry_after(url, table_name):
                                "error_code": "DATABASE_UNAVAILABLE"}
     assert int(response.headers["Retry-After"]) > 0
     assert health.status_code == 200
+
+
+
+@pytest.fixture
+def postgres_app(table_name):
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    database = Database.connect(DB_ID, POSTGRES_URL, [table_name])
+    database.create_schema()
+    catalog = Catalog([database])
+    yield database, create_app(make_settings(table_name), catalog=catalog)
+    database.metadata.drop_all(database.engine)
+    catalog.dispose()
+
+
+def drop_every_pooled_session(engine) -> None:
+    """Have PostgreSQL end the sessions of every pooled connection, as a restart of it does."""
+    with contextlib.ExitStack() as stack:
+        # Check out all the pooled connections at once, so each shows its own session.
+        connections = [stack.enter_context(engine.connect()) for _ in range(engine.pool.checkedin())]
+        pids = [conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for conn in connections]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_read_on_a_connection_the_server_dropped_is_answered_from_a_fresh_one(postgres_app):
+    database, app = postgres_app
+    with app.test_client() as client:
+        made = client.post("/memories", json={"memory": "kept", "user_id": "u"}).json()
+        client.get(f"/memories/{made['memory_id']}")
+        drop_every_pooled_session(database.engine)
+        response = client.get(f"/memories/{made['memory_id']}")
+        assert response.status_code == 200, response.text
+        assert response.json() == made
+        listed = client.get("/memories")
+        assert listed.json()["meta"]["total_count"] == 1
+
+
+def test_a_write_on_a_connection_the_server_dropped_is_503_and_the_next_one_succeeds(postgres_app):
+    database, app = postgres_app
+    with app.test_client() as client:
+        client.get("/memories")
+        drop_every_pooled_session(database.engine)
+        # Whether the lost session took the write with it cannot be known: no second try.
+        failed = client.post("/memories", json={"memory": "first", "user_id": "u"})
+        assert failed.status_code == 503
+        assert failed.json()["error_code"] == "DATABASE_UNAVAILABLE"
+        assert client.post("/memories", json={"memory": "second", "user_id": "u"}).status_code == 200
+        assert [m["memory"] for m in client.get("/memories").json()["data"]] == ["second"]
