@@ -20,6 +20,8 @@ from . import __version__
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+log = logging.getLogger("mnemo")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -57,12 +59,35 @@ def main(argv: list[str] | None = None) -> int:
         "(default: one per core, %(default)s here)",
     )
     serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="first upgrade every table family that is behind the current schema revision "
+        "(without it, serve refuses such a database and exits 1; families that do not exist yet "
+        "are always created)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
         help="how much to log (default %(default)s)",
     )
     serve.set_defaults(run=_serve)
+
+    migrate = verbs.add_parser(
+        "migrate",
+        parents=[common],
+        help="upgrade every configured memory table to the current schema revision",
+        description="Upgrade every configured memory table family of every configured database to "
+        "the current schema revision (Alembic's head), creating families that do not exist yet and "
+        "recording tables made before Mnemo versioned its schema. Each family is upgraded in one "
+        "transaction; several processes may run this at once. Settings as for serve. Exit codes: "
+        "0 every family is at head, 1 a database cannot be reached or a family cannot be upgraded "
+        "(or, with --check, one is not at head), 2 wrong usage or configuration.",
+    )
+    migrate.add_argument("--check", action="store_true",
+                         help="change nothing: report where each family stands and exit 1 unless all "
+                         "are at head")
+    migrate.set_defaults(run=_migrate)
 
     # Which memory table export and import work on.
     target = argparse.ArgumentParser(add_help=False, parents=[common])
@@ -118,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic narrates every step at INFO; what Mnemo did is reported by Mnemo.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return args.run(args)
 
 
@@ -131,7 +158,7 @@ def _positive(text: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from connexion.exceptions import InvalidSpecification
 
-    from storage import DatabaseUnavailable
+    from storage import DatabaseUnavailable, SchemaError, Status
 
     from .app import build_catalog, load_document
     from .config import ConfigError, Settings
@@ -139,17 +166,25 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(config_path=args.config)
         load_document()
-        # The schema is created once here, before any worker starts, so that workers never
-        # race each other to create it.
         catalog = build_catalog(settings)
-        catalog.create_schema()
-        catalog.dispose()
     except (ConfigError, ValueError, InvalidSpecification) as error:
         print(f"mnemo: {error}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        # The schema is settled once here, before any worker starts, so that workers never
+        # race each other to create or migrate it.
+        for database in catalog.databases.values():
+            for before in database.prepare(migrate=args.migrate):
+                if before.status is not Status.CURRENT:
+                    log.info("database %r, table %r: %s", database.db_id, before.table, _upgraded(before))
     except DatabaseUnavailable as error:
         print(f"mnemo: cannot open the database: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except SchemaError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        catalog.dispose()
 
     if args.config:
         # Workers build their app from the environment: hand the file on that way.
@@ -167,6 +202,59 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 0
     return _serve_with_gunicorn(args)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from storage import DatabaseUnavailable, SchemaError, Status
+
+    from .app import build_catalog
+    from .config import ConfigError, Settings
+
+    try:
+        catalog = build_catalog(Settings.from_env(config_path=args.config))
+    except (ConfigError, ValueError) as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    behind = 0
+    try:
+        # Database by database, in configuration order; each family is its own transaction,
+        # so a failure leaves the families already upgraded at head.
+        for database in catalog.databases.values():
+            if args.check:
+                states = database.schema_states()
+                behind += sum(state.status is not Status.CURRENT for state in states)
+                for state in states:
+                    print(f"{database.db_id}/{state.table}: {state.describe()}")
+                continue
+            for before in database.prepare(migrate=True):
+                print(f"{database.db_id}/{before.table}: {_upgraded(before)}")
+    except DatabaseUnavailable as error:
+        print(f"mnemo: cannot open database {database.db_id!r}: {_reason(error)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except SchemaError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        catalog.dispose()
+    if behind:
+        print(f"mnemo: {behind} table famil{'y is' if behind == 1 else 'ies are'} not at head; "
+              "run `mnemo migrate`", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def _upgraded(before) -> str:
+    from storage import Status
+    from storage.migration import BASELINE
+
+    if before.status is Status.CURRENT:
+        return f"already at revision {before.head} (head)"
+    if before.status is Status.ABSENT:
+        return f"created at revision {before.head}"
+    if before.status is Status.UNVERSIONED:
+        recorded = f"tables from before schema versioning recorded as revision {BASELINE}"
+        return recorded + (" (head)" if before.head == BASELINE else f", upgraded to {before.head}")
+    return f"upgraded from revision {before.revision} to {before.head}"
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -201,7 +289,7 @@ def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Calla
               file_mode: str | None = None) -> int:
     """Run ``run(repository, [stream,] progress)`` on the chosen memory table, with FILE opened
     when ``file_mode`` says so; print the summary, or why it stopped."""
-    from storage import CatalogError, DatabaseUnavailable
+    from storage import CatalogError, DatabaseUnavailable, SchemaError
     from storage.agno_source import SourceUnavailable
 
     from .app import build_catalog
@@ -219,7 +307,7 @@ def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Calla
     try:
         repository = catalog.repository(database.db_id, table)
         # Only the database in use: another one being down is no reason to refuse.
-        catalog.databases[database.db_id].create_schema()
+        catalog.databases[database.db_id].prepare()
         if file_mode is None:
             run(repository, progress)
         else:
@@ -235,6 +323,9 @@ def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Calla
         return EXIT_USAGE
     except DatabaseUnavailable as error:
         print(f"mnemo: cannot use the database: {_reason(error)}{_so_far(progress)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except SchemaError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except SourceUnavailable as error:
         print(f"mnemo: {error}{_so_far(progress)}", file=sys.stderr)
