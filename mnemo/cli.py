@@ -1,8 +1,9 @@
 """The ``mnemo`` command.
 
-Exit codes: 0 success, 1 the service could not start or run (database unreachable, port
-taken), 2 wrong usage or configuration (bad flag, invalid setting, broken API document) or
-input that cannot be imported.
+Exit codes: 0 success; 1 the command could not do its job (database unreachable, port taken,
+a table that needs ``mnemo migrate``, a problem ``spec check`` found); 2 wrong usage or
+configuration (bad flag, invalid setting, broken API document for serve) or input that
+cannot be imported.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 from . import __version__
 
@@ -27,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mnemo",
         description="Mnemo: a contract-first HTTP memory service for AI agents.",
+        epilog="exit codes: 0 success; 1 the command could not do its job (database unreachable, "
+        "a table needs `mnemo migrate`, `spec check` found a problem); 2 wrong usage or "
+        "configuration (bad flag or setting, invalid openapi.yaml for serve, input that cannot be "
+        "imported). `mnemo COMMAND --help` describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"mnemo {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
@@ -135,6 +141,38 @@ def main(argv: list[str] | None = None) -> int:
     agno.add_argument("--to-table", metavar="TABLE", help="Mnemo memory table to fill (default: "
                       "the database's first)")
     agno.set_defaults(run=_import_agno)
+
+    spec = verbs.add_parser(
+        "spec",
+        help="check the API document against the handlers, or scaffold the missing ones",
+        description="Work on the contract, openapi.yaml, and the handlers it routes to.",
+    )
+    spec_verbs = spec.add_subparsers(dest="spec_verb", metavar="ACTION", required=True)
+    document = argparse.ArgumentParser(add_help=False)
+    document.add_argument("--spec", metavar="FILE",
+                          help="the API document (default: the one mnemo serves)")
+    check = spec_verbs.add_parser(
+        "check",
+        parents=[document],
+        help="the document is valid and routes every operation to a handler, and back",
+        description="Check that the API document is valid OpenAPI 3.1, that every operationId "
+        "resolves to a handler function, that no handler is a scaffolded stub, and that every "
+        "public handler function is named by an operation. Prints one line per operation and "
+        "handler. Exit codes: 0 all agree, 1 a problem was found, 2 the document cannot be read.",
+    )
+    check.set_defaults(run=_spec_check)
+    stub = spec_verbs.add_parser(
+        "scaffold",
+        parents=[document],
+        help="write handler stubs for operations that have none",
+        description="For each operation whose handler does not exist, write a stub function in the "
+        "module its x-openapi-router-controller names (creating the module, or appending to it). A "
+        "stub answers 501 with error_code NOT_IMPLEMENTED and `mnemo spec check` lists it as not "
+        "implemented until its @not_implemented mark is removed: stubs are for developers, never to "
+        "be committed. Exit codes: 0 written (or nothing to write), 1 the document is invalid or a "
+        "stub has nowhere to go, 2 the document cannot be read.",
+    )
+    stub.set_defaults(run=_spec_scaffold)
 
     args = parser.parse_args(argv)
     # Connexion imports Starlette's test client at import time, which warns on every start.
@@ -255,6 +293,76 @@ def _upgraded(before) -> str:
         recorded = f"tables from before schema versioning recorded as revision {BASELINE}"
         return recorded + (" (head)" if before.head == BASELINE else f", upgraded to {before.head}")
     return f"upgraded from revision {before.revision} to {before.head}"
+
+
+def _spec_document(args: argparse.Namespace) -> tuple[Path, dict | None, int]:
+    """The document ``--spec`` names (or the served one), parsed and validated; on failure
+    (path, None, exit code), having said why."""
+    import yaml
+    from connexion.exceptions import InvalidSpecification
+
+    from . import oas31
+    from .app import document_path
+
+    path = Path(args.spec) if args.spec else document_path()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        print(f"mnemo: cannot read {path}: {error.strerror}", file=sys.stderr)
+        return path, None, EXIT_USAGE
+    except yaml.YAMLError as error:
+        print(f"{path}: not YAML: {error}")
+        return path, None, EXIT_FAILURE
+    try:
+        if not isinstance(document, dict):
+            raise InvalidSpecification("the document is not a mapping")
+        oas31.validate_document(document)
+    except InvalidSpecification as error:
+        print(f"{path}: {error}")
+        return path, None, EXIT_FAILURE
+    return path, document, 0
+
+
+def _spec_check(args: argparse.Namespace) -> int:
+    from .spec import KINDS, OK, check
+
+    path, document, code = _spec_document(args)
+    if document is None:
+        return code
+    findings = check(document)
+    print(f"{path}: valid OpenAPI {document['openapi']}")
+    width = max(map(len, KINDS))
+    for finding in findings:
+        detail = f": {finding.detail}" if finding.detail else ""
+        print(f"  {finding.kind:<{width}}  {finding.subject}{detail}")
+    problems = [finding for finding in findings if finding.kind != OK]
+    if not problems:
+        print(f"spec check: every operation has a handler and every handler an operation "
+              f"({len(findings)} checked)")
+        return 0
+    counts = ", ".join(f"{sum(f.kind == kind for f in problems)} {kind}" for kind in KINDS
+                       if any(f.kind == kind for f in problems))
+    print(f"spec check: {len(problems)} problem{'s' if len(problems) > 1 else ''} ({counts})")
+    return EXIT_FAILURE
+
+
+def _spec_scaffold(args: argparse.Namespace) -> int:
+    from .spec import ScaffoldError, scaffold
+
+    path, document, code = _spec_document(args)
+    if document is None:
+        return code
+    try:
+        written = scaffold(document)
+    except ScaffoldError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not written:
+        print(f"{path}: every operation has a handler; nothing to scaffold")
+    for file, operations in written:
+        names = ", ".join(operation.function for operation in operations)
+        print(f"{file}: stubbed {names} (each answers 501 until implemented)")
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:
