@@ -26,6 +26,20 @@ log = logging.getLogger("mnemo")
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Connexion imports Starlette's test client at import time, which warns on every start.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    logging.basicConfig(
+        level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Alembic narrates every step at INFO; what Mnemo did is reported by Mnemo.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return args.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mnemo`` command line: each verb's options and what runs it."""
     parser = argparse.ArgumentParser(
         prog="mnemo",
         description="Mnemo: a contract-first HTTP memory service for AI agents.",
@@ -173,17 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "stub has nowhere to go, 2 the document cannot be read.",
     )
     stub.set_defaults(run=_spec_scaffold)
-
-    args = parser.parse_args(argv)
-    # Connexion imports Starlette's test client at import time, which warns on every start.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    logging.basicConfig(
-        level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Alembic narrates every step at INFO; what Mnemo did is reported by Mnemo.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    return args.run(args)
+    return parser
 
 
 def _positive(text: str) -> int:
