@@ -91,7 +91,8 @@ def operations(document: dict) -> Iterator[Operation]:
 
 
 def check(document: dict) -> list[Finding]:
-    """Every operation's handler, then every public handler no operation names."""
+    """Every operation's handler, every link to an operation that does not exist, then every
+    public handler no operation names."""
     findings = []
     routed = set()
     for operation in operations(document):
@@ -104,6 +105,14 @@ def check(document: dict) -> list[Finding]:
             findings.append(Finding(NOT_IMPLEMENTED, subject, "a scaffolded stub that answers 501"))
         else:
             findings.append(Finding(OK, subject))
+    declared = {operation.operation_id for operation in operations(document)}
+    for operation in operations(document):
+        for status, response in operation.definition.get("responses", {}).items():
+            for name, link in _resolve(document, response).get("links", {}).items():
+                target = _resolve(document, link).get("operationId")
+                if target is not None and target not in declared:
+                    findings.append(Finding(MISSING, f"{operation.name} {status} link {name}",
+                                            f"operationId {target} names no operation"))
     for handler in _public_handlers({operation.module for operation in operations(document)}):
         if handler not in routed:
             findings.append(Finding(UNDECLARED, handler, "a public handler that no operation names"))

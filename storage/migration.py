@@ -24,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from .database import WRITES
 from .schema import memory_tables
@@ -167,7 +168,7 @@ def inspect_family(connection: sa.Connection, table: str) -> FamilyState:
     if revision is not None:
         try:
             scripts().get_revision(revision)
-        except Exception:
+        except CommandError:  # no such revision
             return FamilyState(table, Status.UNKNOWN, revision, current)
         status = Status.CURRENT if revision == current else Status.BEHIND
         return FamilyState(table, status, revision, current)

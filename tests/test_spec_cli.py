@@ -126,6 +126,17 @@ def test_spec_check_lists_a_public_handler_that_no_operation_names(tmp_path, cap
     assert "not in the spec  handlers.health.health: a public handler that no operation names" in out
 
 
+def test_spec_check_lists_a_link_to_an_operation_that_does_not_exist(tmp_path, capsys):
+    document = copy.deepcopy(load_document())
+    links = document["paths"]["/memories"]["post"]["responses"]["200"]["links"]
+    links["GetMemory"]["operationId"] = "fetch_memory"
+    path = tmp_path / "openapi.yaml"
+    path.write_text(yaml.safe_dump(document))
+    assert main(["spec", "check", "--spec", str(path)]) == EXIT_FAILURE
+    assert ("missing          POST /memories 200 link GetMemory: operationId fetch_memory names no "
+            "operation") in capsys.readouterr().out
+
+
 def test_spec_check_exits_1_on_an_invalid_document_and_2_on_one_it_cannot_read(tmp_path, capsys):
     broken = tmp_path / "broken.yaml"
     broken.write_text("openapi: 3.1.0\npaths: {}\n")
