@@ -68,3 +68,11 @@ def test_every_option_of_serve_and_migrate_is_documented_with_its_default(verb, 
             assert rows[name].startswith("off"), name
         elif type(action.default) in (str, int) and name != "--workers":
             assert rows[name] == f"`{action.default}`", name
+
+
+def test_the_connections_per_worker_in_the_scaling_advice_are_the_codes():
+    from storage.database import CONNECTIONS_PER_PROCESS
+
+    text = " ".join(OPERATIONS.read_text(encoding="utf-8").split())
+    assert f"Each worker keeps up to {CONNECTIONS_PER_PROCESS} connections" in text
+    assert f"replicas x workers x {CONNECTIONS_PER_PROCESS} below" in text
