@@ -73,8 +73,8 @@ class Database:
             self._refuse(SchemaBehind, [s for s in states if s.status in (Status.BEHIND, Status.UNVERSIONED)],
                          "; run `mnemo migrate` (with the same settings), or `mnemo serve --migrate`")
         # Each family is re-read under the migration lock: another process may have got there first.
-        return [migration.upgrade(self.engine, state.table) if state.status is not Status.CURRENT
-                else state for state in states]
+        return [migration.upgrade(self.engine, state.table, create_only=not migrate)
+                if state.status is not Status.CURRENT else state for state in states]
 
     def _refuse(self, error: type[Exception], states: list[FamilyState], advice: str = "") -> None:
         if states:

@@ -190,13 +190,16 @@ def _is_baseline(connection: sa.Connection, inspector, table: str) -> bool:
     return any(index["name"] == f"ix_{table}_search" for index in inspector.get_indexes(table))
 
 
-def upgrade(engine: sa.Engine, table: str) -> FamilyState:
+def upgrade(engine: sa.Engine, table: str, create_only: bool = False) -> FamilyState:
     """Bring ``table``'s family to head: create it, record pre-migration tables as the
-    baseline, or run the migrations it lacks. Its state before; SchemaUnknown if it cannot."""
+    baseline, or run the migrations it lacks. Its state before; SchemaUnknown if it cannot,
+    SchemaBehind if ``create_only`` and it exists behind head."""
     with locked(engine) as connection:
         before = inspect_family(connection, table)
         if before.status in (Status.UNKNOWN, Status.INCOMPLETE):
             raise SchemaUnknown(before.describe())
+        if create_only and before.status not in (Status.ABSENT, Status.CURRENT):
+            raise SchemaBehind(before.describe())
         if before.status is Status.UNVERSIONED:
             MigrationContext.configure(
                 connection, opts={"version_table": version_table(table)}

@@ -151,6 +151,15 @@ def test_serve_refuses_a_database_behind_head_and_says_to_run_mnemo_migrate(
         Database.connect(DB_ID, str(engine.url), [family]).prepare()
 
 
+def test_creating_a_family_never_migrates_one_that_appeared_behind_head_meanwhile(
+        later_revision, engine, family):
+    with migration.locked(engine) as connection:
+        command.upgrade(migration.alembic_config(connection, family), "0001")
+    with pytest.raises(SchemaBehind, match="at revision 0001, behind head 9999"):
+        migration.upgrade(engine, family, create_only=True)
+    assert revision_of(engine, family) == "0001"
+
+
 def test_serve_with_migrate_upgrades_the_database_before_serving(
         later_revision, engine, family, config_file, monkeypatch):
     import uvicorn
