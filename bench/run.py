@@ -334,8 +334,9 @@ def gunicorn(python_bin: Path, app: str, workers: int, chdir: Path) -> list[str]
 def server_command(server: str, workers: int) -> list[str]:
     if server == "agno":
         return gunicorn(AGNO_VENV / "bin", "agno_app:app", workers, BENCH)
+    # --migrate: a pristine copy loaded by an older Mnemo is brought to the current schema.
     return [mnemo_executable(), "serve", "--workers", str(workers), "--port", "{port}",
-            "--log-level", "warning"]
+            "--log-level", "warning", "--migrate"]
 
 
 def ceiling_command(workers: int) -> list[str]:

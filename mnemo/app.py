@@ -61,12 +61,13 @@ def build_catalog(settings: Settings) -> Catalog:
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> connexion.FlaskApp:
-    """A ready-to-serve Connexion app; its database schema exists when this returns."""
+    """A ready-to-serve Connexion app over ``catalog`` (by default the configured databases,
+    whose missing table families are created; storage.SchemaBehind if one is behind head)."""
     settings = settings or Settings.from_env()
     document = load_document()
     if catalog is None:
         catalog = build_catalog(settings)
-        catalog.create_schema()
+        catalog.prepare()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

@@ -1,8 +1,9 @@
 """The ``mnemo`` command.
 
-Exit codes: 0 success, 1 the service could not start or run (database unreachable, port
-taken), 2 wrong usage or configuration (bad flag, invalid setting, broken API document) or
-input that cannot be imported.
+Exit codes: 0 success; 1 the command could not do its job (database unreachable, port taken,
+a table that needs ``mnemo migrate``, a problem ``spec check`` found); 2 wrong usage or
+configuration (bad flag, invalid setting, broken API document for serve) or input that
+cannot be imported.
 """
 
 from __future__ import annotations
@@ -14,17 +15,38 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 from . import __version__
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+log = logging.getLogger("mnemo")
+
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Connexion imports Starlette's test client at import time, which warns on every start.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    logging.basicConfig(
+        level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Alembic narrates every step at INFO; what Mnemo did is reported by Mnemo.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return args.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mnemo`` command line: each verb's options and what runs it."""
     parser = argparse.ArgumentParser(
         prog="mnemo",
         description="Mnemo: a contract-first HTTP memory service for AI agents.",
+        epilog="exit codes: 0 success; 1 the command could not do its job (database unreachable, "
+        "a table needs `mnemo migrate`, `spec check` found a problem); 2 wrong usage or "
+        "configuration (bad flag or setting, invalid openapi.yaml for serve, input that cannot be "
+        "imported). `mnemo COMMAND --help` describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"mnemo {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
@@ -57,12 +79,35 @@ def main(argv: list[str] | None = None) -> int:
         "(default: one per core, %(default)s here)",
     )
     serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="first upgrade every table family that is behind the current schema revision "
+        "(without it, serve refuses such a database and exits 1; families that do not exist yet "
+        "are always created)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
         help="how much to log (default %(default)s)",
     )
     serve.set_defaults(run=_serve)
+
+    migrate = verbs.add_parser(
+        "migrate",
+        parents=[common],
+        help="upgrade every configured memory table to the current schema revision",
+        description="Upgrade every configured memory table family of every configured database to "
+        "the current schema revision (Alembic's head), creating families that do not exist yet and "
+        "recording tables made before Mnemo versioned its schema. Each family is upgraded in one "
+        "transaction; several processes may run this at once. Settings as for serve. Exit codes: "
+        "0 every family is at head, 1 a database cannot be reached or a family cannot be upgraded "
+        "(or, with --check, one is not at head), 2 wrong usage or configuration.",
+    )
+    migrate.add_argument("--check", action="store_true",
+                         help="change nothing: report where each family stands and exit 1 unless all "
+                         "are at head")
+    migrate.set_defaults(run=_migrate)
 
     # Which memory table export and import work on.
     target = argparse.ArgumentParser(add_help=False, parents=[common])
@@ -111,14 +156,38 @@ def main(argv: list[str] | None = None) -> int:
                       "the database's first)")
     agno.set_defaults(run=_import_agno)
 
-    args = parser.parse_args(argv)
-    # Connexion imports Starlette's test client at import time, which warns on every start.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    logging.basicConfig(
-        level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    spec = verbs.add_parser(
+        "spec",
+        help="check the API document against the handlers, or scaffold the missing ones",
+        description="Work on the contract, openapi.yaml, and the handlers it routes to.",
     )
-    return args.run(args)
+    spec_verbs = spec.add_subparsers(dest="spec_verb", metavar="ACTION", required=True)
+    document = argparse.ArgumentParser(add_help=False)
+    document.add_argument("--spec", metavar="FILE",
+                          help="the API document (default: the one mnemo serves)")
+    check = spec_verbs.add_parser(
+        "check",
+        parents=[document],
+        help="the document is valid and routes every operation to a handler, and back",
+        description="Check that the API document is valid OpenAPI 3.1, that every operationId "
+        "resolves to a handler function, that no handler is a scaffolded stub, and that every "
+        "public handler function is named by an operation. Prints one line per operation and "
+        "handler. Exit codes: 0 all agree, 1 a problem was found, 2 the document cannot be read.",
+    )
+    check.set_defaults(run=_spec_check)
+    stub = spec_verbs.add_parser(
+        "scaffold",
+        parents=[document],
+        help="write handler stubs for operations that have none",
+        description="For each operation whose handler does not exist, write a stub function in the "
+        "module its x-openapi-router-controller names (creating the module, or appending to it). A "
+        "stub answers 501 with error_code NOT_IMPLEMENTED and `mnemo spec check` lists it as not "
+        "implemented until its @not_implemented mark is removed: stubs are for developers, never to "
+        "be committed. Exit codes: 0 written (or nothing to write), 1 the document is invalid or a "
+        "stub has nowhere to go, 2 the document cannot be read.",
+    )
+    stub.set_defaults(run=_spec_scaffold)
+    return parser
 
 
 def _positive(text: str) -> int:
@@ -131,7 +200,7 @@ def _positive(text: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from connexion.exceptions import InvalidSpecification
 
-    from storage import DatabaseUnavailable
+    from storage import DatabaseUnavailable, SchemaError, Status
 
     from .app import build_catalog, load_document
     from .config import ConfigError, Settings
@@ -139,17 +208,25 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(config_path=args.config)
         load_document()
-        # The schema is created once here, before any worker starts, so that workers never
-        # race each other to create it.
         catalog = build_catalog(settings)
-        catalog.create_schema()
-        catalog.dispose()
     except (ConfigError, ValueError, InvalidSpecification) as error:
         print(f"mnemo: {error}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        # The schema is settled once here, before any worker starts, so that workers never
+        # race each other to create or migrate it.
+        for database in catalog.databases.values():
+            for before in database.prepare(migrate=args.migrate):
+                if before.status is not Status.CURRENT:
+                    log.info("database %r, table %r: %s", database.db_id, before.table, _upgraded(before))
     except DatabaseUnavailable as error:
         print(f"mnemo: cannot open the database: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except SchemaError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        catalog.dispose()
 
     if args.config:
         # Workers build their app from the environment: hand the file on that way.
@@ -167,6 +244,129 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 0
     return _serve_with_gunicorn(args)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from storage import DatabaseUnavailable, SchemaError, Status
+
+    from .app import build_catalog
+    from .config import ConfigError, Settings
+
+    try:
+        catalog = build_catalog(Settings.from_env(config_path=args.config))
+    except (ConfigError, ValueError) as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    behind = 0
+    try:
+        # Database by database, in configuration order; each family is its own transaction,
+        # so a failure leaves the families already upgraded at head.
+        for database in catalog.databases.values():
+            if args.check:
+                states = database.schema_states()
+                behind += sum(state.status is not Status.CURRENT for state in states)
+                for state in states:
+                    print(f"{database.db_id}/{state.table}: {state.describe()}")
+                continue
+            for before in database.prepare(migrate=True):
+                print(f"{database.db_id}/{before.table}: {_upgraded(before)}")
+    except DatabaseUnavailable as error:
+        print(f"mnemo: cannot open database {database.db_id!r}: {_reason(error)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except SchemaError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        catalog.dispose()
+    if behind:
+        print(f"mnemo: {behind} table famil{'y is' if behind == 1 else 'ies are'} not at head; "
+              "run `mnemo migrate`", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def _upgraded(before) -> str:
+    from storage import Status
+    from storage.migration import BASELINE
+
+    if before.status is Status.CURRENT:
+        return f"already at revision {before.head} (head)"
+    if before.status is Status.ABSENT:
+        return f"created at revision {before.head}"
+    if before.status is Status.UNVERSIONED:
+        recorded = f"tables from before schema versioning recorded as revision {BASELINE}"
+        return recorded + (" (head)" if before.head == BASELINE else f", upgraded to {before.head}")
+    return f"upgraded from revision {before.revision} to {before.head}"
+
+
+def _spec_document(args: argparse.Namespace) -> tuple[Path, dict | None, int]:
+    """The document ``--spec`` names (or the served one), parsed and validated; on failure
+    (path, None, exit code), having said why."""
+    import yaml
+    from connexion.exceptions import InvalidSpecification
+
+    from . import oas31
+    from .app import document_path
+
+    path = Path(args.spec) if args.spec else document_path()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        print(f"mnemo: cannot read {path}: {error.strerror}", file=sys.stderr)
+        return path, None, EXIT_USAGE
+    except yaml.YAMLError as error:
+        print(f"{path}: not YAML: {error}")
+        return path, None, EXIT_FAILURE
+    try:
+        if not isinstance(document, dict):
+            raise InvalidSpecification("the document is not a mapping")
+        oas31.validate_document(document)
+    except InvalidSpecification as error:
+        print(f"{path}: {error}")
+        return path, None, EXIT_FAILURE
+    return path, document, 0
+
+
+def _spec_check(args: argparse.Namespace) -> int:
+    from .spec import KINDS, OK, check
+
+    path, document, code = _spec_document(args)
+    if document is None:
+        return code
+    findings = check(document)
+    print(f"{path}: valid OpenAPI {document['openapi']}")
+    width = max(map(len, KINDS))
+    for finding in findings:
+        detail = f": {finding.detail}" if finding.detail else ""
+        print(f"  {finding.kind:<{width}}  {finding.subject}{detail}")
+    problems = [finding for finding in findings if finding.kind != OK]
+    if not problems:
+        print(f"spec check: every operation has a handler and every handler an operation "
+              f"({len(findings)} checked)")
+        return 0
+    counts = ", ".join(f"{sum(f.kind == kind for f in problems)} {kind}" for kind in KINDS
+                       if any(f.kind == kind for f in problems))
+    print(f"spec check: {len(problems)} problem{'s' if len(problems) > 1 else ''} ({counts})")
+    return EXIT_FAILURE
+
+
+def _spec_scaffold(args: argparse.Namespace) -> int:
+    from .spec import ScaffoldError, scaffold
+
+    path, document, code = _spec_document(args)
+    if document is None:
+        return code
+    try:
+        written = scaffold(document)
+    except ScaffoldError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not written:
+        print(f"{path}: every operation has a handler; nothing to scaffold")
+    for file, operations in written:
+        names = ", ".join(operation.function for operation in operations)
+        print(f"{file}: stubbed {names} (each answers 501 until implemented)")
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -201,7 +401,7 @@ def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Calla
               file_mode: str | None = None) -> int:
     """Run ``run(repository, [stream,] progress)`` on the chosen memory table, with FILE opened
     when ``file_mode`` says so; print the summary, or why it stopped."""
-    from storage import CatalogError, DatabaseUnavailable
+    from storage import CatalogError, DatabaseUnavailable, SchemaError
     from storage.agno_source import SourceUnavailable
 
     from .app import build_catalog
@@ -219,7 +419,7 @@ def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Calla
     try:
         repository = catalog.repository(database.db_id, table)
         # Only the database in use: another one being down is no reason to refuse.
-        catalog.databases[database.db_id].create_schema()
+        catalog.databases[database.db_id].prepare()
         if file_mode is None:
             run(repository, progress)
         else:
@@ -235,6 +435,9 @@ def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Calla
         return EXIT_USAGE
     except DatabaseUnavailable as error:
         print(f"mnemo: cannot use the database: {_reason(error)}{_so_far(progress)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except SchemaError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except SourceUnavailable as error:
         print(f"mnemo: {error}{_so_far(progress)}", file=sys.stderr)

@@ -38,6 +38,10 @@ TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 DB_ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 
 
+# The keys of one [[databases]] entry of a config file.
+DATABASE_KEYS = ("id", "url", "tables")
+
+
 class ConfigError(ValueError):
     """A setting has a value Mnemo cannot use."""
 
@@ -125,7 +129,7 @@ def load_databases(path: Path) -> tuple[DatabaseConfig, ...]:
         raise ConfigError(f"config file {path} declares no [[databases]]")
     databases = []
     for number, entry in enumerate(entries, start=1):
-        unknown = set(entry) - {"id", "url", "tables"}
+        unknown = set(entry) - set(DATABASE_KEYS)
         if unknown:
             raise ConfigError(f"{path}: database {number} has unknown keys: {', '.join(sorted(unknown))}")
         if "id" not in entry or "url" not in entry:

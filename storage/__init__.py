@@ -9,6 +9,7 @@ from .catalog import (
     UnknownTable,
 )
 from .database import DatabaseUnavailable
+from .migration import FamilyState, SchemaBehind, SchemaError, SchemaUnknown, Status
 from .repository import Memory, MemoryExists, MemoryQuery, MemoryRepository, Page, UserStats
 
 __all__ = [
@@ -16,11 +17,16 @@ __all__ = [
     "CatalogError",
     "Database",
     "DatabaseUnavailable",
+    "FamilyState",
     "Memory",
     "MemoryExists",
     "MemoryQuery",
     "MemoryRepository",
     "Page",
+    "SchemaBehind",
+    "SchemaError",
+    "SchemaUnknown",
+    "Status",
     "TableWithoutDatabase",
     "UnknownDatabase",
     "UnknownTable",

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from . import migration
 from .database import create_engine, unavailable_as_error
+from .migration import FamilyState, SchemaBehind, SchemaUnknown, Status
 from .repository import MemoryRepository
 from .schema import memory_tables
 
@@ -52,9 +54,32 @@ class Database:
         return database
 
     @unavailable_as_error
-    def create_schema(self) -> None:
-        """Create whichever of this database's tables and indexes do not exist yet."""
-        self.metadata.create_all(self.engine)
+    def schema_states(self) -> list[FamilyState]:
+        """Where each memory table family stands against this Mnemo's migrations."""
+        with self.engine.connect() as connection:
+            return [migration.inspect_family(connection, name) for name in self.repositories]
+
+    @unavailable_as_error
+    def prepare(self, migrate: bool = False) -> list[FamilyState]:
+        """Make every memory table family servable; the states they were in before.
+
+        A family that does not exist yet is created (at head). One behind head is upgraded
+        when ``migrate`` is true, and otherwise refused with SchemaBehind; one that no
+        migration can bring to head is refused with SchemaUnknown.
+        """
+        states = self.schema_states()
+        self._refuse(SchemaUnknown, [s for s in states if s.status in (Status.UNKNOWN, Status.INCOMPLETE)])
+        if not migrate:
+            self._refuse(SchemaBehind, [s for s in states if s.status in (Status.BEHIND, Status.UNVERSIONED)],
+                         "; run `mnemo migrate` (with the same settings), or `mnemo serve --migrate`")
+        # Each family is re-read under the migration lock: another process may have got there first.
+        return [migration.upgrade(self.engine, state.table, create_only=not migrate)
+                if state.status is not Status.CURRENT else state for state in states]
+
+    def _refuse(self, error: type[Exception], states: list[FamilyState], advice: str = "") -> None:
+        if states:
+            raise error("; ".join(f"database {self.db_id!r}, table {state.table!r} {state.describe()}"
+                                  for state in states) + advice)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -85,9 +110,10 @@ class Catalog:
             raise UnknownTable(f"No database with id '{database.db_id}' has table '{table}'")
         return repository
 
-    def create_schema(self) -> None:
+    def prepare(self, migrate: bool = False) -> None:
+        """Database.prepare for every database, in configuration order."""
         for database in self.databases.values():
-            database.create_schema()
+            database.prepare(migrate)
 
     def dispose(self) -> None:
         for database in self.databases.values():

@@ -4,7 +4,9 @@ A *memory table* is a family of three tables that share one name prefix: the mem
 themselves, their topics (one row per memory and topic, so a topic filter is an index lookup
 instead of a LIKE over JSON text), and a per-user summary that the same transaction as each
 write keeps in step (so statistics never read every memory). Several families can live in one
-database; each is created only from configuration, never by a request.
+database; each is created only from configuration, never by a request, and by the Alembic
+migrations in ``storage/migrations``, which must make exactly what these models declare (a
+test compares them).
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def _search_index(memories: sa.Table) -> None:
     sa.event.listen(memories, "before_create",
                     sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"))
     sa.Index(f"ix_{name}_search", memories.c.memory_folded, postgresql_using="gin",
-             postgresql_ops={"memory_folded": "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+             postgresql_ops={"memory_folded": "gin_trgm_ops"},
+             info={"only_on": "postgresql"}).ddl_if(dialect="postgresql")
 
 
 @dataclass(frozen=True)

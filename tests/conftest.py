@@ -22,7 +22,7 @@ import pytest
 
 from mnemo.app import create_app
 from mnemo.config import DatabaseConfig, Settings
-from storage import Catalog, Database, Memory
+from storage import Catalog, Database, Memory, migration
 
 POSTGRES_URL = os.environ.get("MNEMO_TEST_POSTGRES_URL")
 NO_POSTGRES = "MNEMO_TEST_POSTGRES_URL is not set: PostgreSQL runs are skipped"
@@ -43,14 +43,25 @@ def table_name():
     return f"t{uuid.uuid4().hex[:16]}"
 
 
+def drop_tables(url: str, *tables: str) -> None:
+    """Drop memory table families: migrated down to nothing, version table and all (and any
+    tables made without migrations)."""
+    database = Database.connect(DB_ID, url, list(tables))
+    for table in tables:
+        migration.downgrade(database.engine, table, "base")
+    database.metadata.drop_all(database.engine)
+    database.dispose()
+
+
 @pytest.fixture
 def catalog(database_url, table_name):
+    # As mnemo serve does: the migrations create the tables.
     database = Database.connect(DB_ID, database_url, [table_name])
-    database.create_schema()
+    database.prepare()
     catalog = Catalog([database])
     yield catalog
-    database.metadata.drop_all(database.engine)
     catalog.dispose()
+    drop_tables(database_url, table_name)
 
 
 @pytest.fixture
@@ -174,6 +185,4 @@ def serve(database_url, table_name, tmp_path):
     for process in processes:
         # uvicorn re-raises SIGTERM once it has shut down, so that is an orderly exit too.
         assert stop_server(process) in (0, -signal.SIGTERM), process.stdout.read().decode()[-2000:]
-    database = Database.connect(DB_ID, database_url, [table_name])
-    database.metadata.drop_all(database.engine)
-    database.dispose()
+    drop_tables(database_url, table_name)

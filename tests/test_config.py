@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from mnemo.app import build_catalog, create_app
 from mnemo.config import ConfigError, DatabaseConfig, Settings
 
-from .conftest import POSTGRES_URL
+from .conftest import POSTGRES_URL, drop_tables
 
 
 def write(tmp_path, text: str) -> str:
@@ -76,12 +76,12 @@ def several(tmp_path):
         databases.append(DatabaseConfig("pg", POSTGRES_URL, (f"a_{suffix}",)))
     settings = Settings(databases=tuple(databases), validate_responses=True)
     catalog = build_catalog(settings)
-    catalog.create_schema()
+    catalog.prepare()
     with create_app(settings, catalog=catalog).test_client() as client:
         yield client, databases
-    for database in catalog.databases.values():
-        database.metadata.drop_all(database.engine)
     catalog.dispose()
+    for database in databases:
+        drop_tables(database.url, *database.tables)
 
 
 def test_data_never_crosses_between_databases_or_tables(several):

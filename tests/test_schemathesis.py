@@ -20,7 +20,7 @@ from schemathesis.config import SchemathesisConfig
 from mnemo.app import create_app
 from storage import Catalog, Database
 
-from .conftest import DB_ID, make_settings
+from .conftest import DB_ID, drop_tables, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "schemathesis-key"
@@ -29,13 +29,13 @@ TABLE = "st_memories"  # schemathesis.toml sends this table name
 
 @pytest.fixture
 def served(database_url):
+    drop_tables(database_url, TABLE)
     database = Database.connect(DB_ID, database_url, [TABLE])
-    database.metadata.drop_all(database.engine)
-    database.create_schema()
+    database.prepare()
     app = create_app(make_settings(TABLE, security_key=KEY), catalog=Catalog([database]))
     yield app, database
-    database.metadata.drop_all(database.engine)
     database.dispose()
+    drop_tables(database_url, TABLE)
 
 
 def load_schema():

@@ -21,10 +21,10 @@ import sqlalchemy as sa
 
 from mnemo import transfer
 from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
-from storage import Database, Memory, MemoryRepository
+from storage import Memory, MemoryRepository
 from storage.agno_source import read_only_engine
 
-from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, stored_memory
+from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables, stored_memory
 
 DATASET = Path(__file__).resolve().parents[2] / "shared/bench/dataset.py"
 KEYS = ["memory_id", "memory", "user_id", "agent_id", "team_id", "topics", "created_at", "updated_at"]
@@ -43,9 +43,7 @@ def fresh_table(database_url):
     """A second memory table in the same database, empty until a test fills it; dropped after."""
     name = f"t{uuid.uuid4().hex[:16]}"
     yield name
-    database = Database.connect(DB_ID, database_url, [name])
-    database.metadata.drop_all(database.engine)
-    database.dispose()
+    drop_tables(database_url, name)
 
 
 @pytest.fixture

@@ -1,0 +1,292 @@
+"""Alembic owns the schema: every migration runs from empty on both engines, the migrated
+schema is the models' schema, and nothing serves a database behind head."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+
+from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
+from storage import Database, SchemaBehind, migration
+from storage.database import create_engine
+
+from .conftest import DB_ID, drop_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A later revision, so that a database can be behind head: it adds one index to the family.
+PROBE_REVISION = '''
+from alembic import context, op
+
+revision = "9999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    name = context.config.attributes["table"]
+    op.create_index(f"ix_{{name}}_probe", name, ["agent_id", "created_at"])
+
+
+def downgrade():
+    name = context.config.attributes["table"]
+    op.drop_index(f"ix_{{name}}_probe", table_name=name)
+'''
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def family(database_url, table_name):
+    """A family name that the test may create; dropped afterwards whatever state it is in."""
+    yield table_name
+    drop_tables(database_url, table_name)
+
+
+@pytest.fixture
+def later_revision(tmp_path, monkeypatch):
+    """This Mnemo's migrations plus one more (9999), as a newer Mnemo would ship them.
+
+    Request it before ``family``, so that the family is dropped while 9999 is still known."""
+    migrations = tmp_path / "migrations"
+    shutil.copytree(migration.MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / "9999_probe.py").write_text(PROBE_REVISION.format(head=migration.head()))
+    monkeypatch.setattr(migration, "MIGRATIONS", migrations)
+    migration.scripts.cache_clear()
+    yield "9999"
+    migration.scripts.cache_clear()
+
+
+@pytest.fixture
+def config_file(tmp_path, database_url, family, monkeypatch):
+    # Set, not deleted, so that the MNEMO_CONFIG serve exports for its workers is undone after.
+    monkeypatch.setenv("MNEMO_CONFIG", "")
+    path = tmp_path / "mnemo.toml"
+    path.write_text(f'[[databases]]\nid = "{DB_ID}"\nurl = "{database_url}"\ntables = ["{family}"]\n')
+    return str(path)
+
+
+def revision_of(engine, table: str) -> str | None:
+    with engine.connect() as connection:
+        return migration.inspect_family(connection, table).revision
+
+
+def family_objects(engine, table: str) -> dict[str, str]:
+    """Every table, index and trigger of the family with its DDL, the family's name replaced."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            rows = connection.execute(sa.text(
+                "SELECT name, sql FROM sqlite_master WHERE (name = :t OR name LIKE :p ESCAPE '\\' "
+                "OR name LIKE :i ESCAPE '\\') AND name NOT LIKE :v ESCAPE '\\' AND sql IS NOT NULL"),
+                {"t": table, "p": f"{table}\\_%", "i": f"ix\\_{table}\\_%", "v": f"{table}\\_alembic%"})
+        else:
+            rows = connection.execute(sa.text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN (:a, :b, :c)"),
+                dict(zip("abc", migration.family_tables(table), strict=True)))
+        return {name.replace(table, "F"): sql.replace(table, "F") for name, sql in rows}
+
+
+def test_every_migration_upgrades_from_empty_one_at_a_time_and_downgrades_to_nothing(engine, family):
+    revisions = list(reversed(list(migration.scripts().walk_revisions())))
+    assert revisions[0].down_revision is None
+    for script in revisions:
+        with migration.locked(engine) as connection:
+            command.upgrade(migration.alembic_config(connection, family), script.revision)
+        assert revision_of(engine, family) == script.revision
+    assert revision_of(engine, family) == migration.head()
+    for script in reversed(revisions):
+        with migration.locked(engine) as connection:
+            command.downgrade(migration.alembic_config(connection, family), script.down_revision or "base")
+    assert family_objects(engine, family) == {}
+    assert not any(sa.inspect(engine).has_table(name) for name in migration.family_tables(family))
+
+
+def test_the_migrated_schema_is_the_schema_the_models_declare(engine, database_url, family):
+    migration.upgrade(engine, family)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={
+            "version_table": migration.version_table(family),
+            **migration.comparison_filters(family, engine.dialect.name)})
+        assert compare_metadata(context, migration.family_metadata(family)) == []
+    # Alembic compares neither SQLite's search table and triggers nor PostgreSQL's index
+    # methods and operator classes: compare the DDL itself with what the models create.
+    reference = f"r{uuid.uuid4().hex[:16]}"
+    models = migration.family_metadata(reference)
+    models.create_all(engine)
+    try:
+        migrated, declared = family_objects(engine, family), family_objects(engine, reference)
+        assert migrated == declared
+        search = "F_search" if engine.dialect.name == "sqlite" else "ix_F_search"
+        assert search in migrated
+    finally:
+        models.drop_all(engine)
+
+
+def test_serve_refuses_a_database_behind_head_and_says_to_run_mnemo_migrate(
+        later_revision, engine, family, config_file, capsys):
+    with migration.locked(engine) as connection:
+        command.upgrade(migration.alembic_config(connection, family), "0001")
+    assert main(["serve", "--config", config_file]) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert f"table {family!r} at revision 0001, behind head 9999" in err
+    assert "run `mnemo migrate`" in err
+    assert revision_of(engine, family) == "0001"
+    with pytest.raises(SchemaBehind):
+        Database.connect(DB_ID, str(engine.url), [family]).prepare()
+
+
+def test_creating_a_family_never_migrates_one_that_appeared_behind_head_meanwhile(
+        later_revision, engine, family):
+    with migration.locked(engine) as connection:
+        command.upgrade(migration.alembic_config(connection, family), "0001")
+    with pytest.raises(SchemaBehind, match="at revision 0001, behind head 9999"):
+        migration.upgrade(engine, family, create_only=True)
+    assert revision_of(engine, family) == "0001"
+
+
+def test_serve_with_migrate_upgrades_the_database_before_serving(
+        later_revision, engine, family, config_file, monkeypatch):
+    import uvicorn
+
+    with migration.locked(engine) as connection:
+        command.upgrade(migration.alembic_config(connection, family), "0001")
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: served.append(kwargs))
+    assert main(["serve", "--config", config_file, "--workers", "1", "--migrate"]) == 0
+    assert served and revision_of(engine, family) == "9999"
+
+
+def test_migrate_upgrades_a_database_behind_head_and_keeps_its_memories(
+        later_revision, engine, family, config_file, capsys):
+    with migration.locked(engine) as connection:
+        command.upgrade(migration.alembic_config(connection, family), "0001")
+    database = Database.connect(DB_ID, str(engine.url), [family])
+    database.repositories[family].create(memory="kept", user_id="u", topics=["t"])
+    database.dispose()
+    assert main(["migrate", "--config", config_file, "--check"]) == EXIT_FAILURE
+    assert "behind head 9999" in capsys.readouterr().out
+    assert main(["migrate", "--config", config_file]) == 0
+    assert f"{DB_ID}/{family}: upgraded from revision 0001 to 9999" in capsys.readouterr().out
+    assert main(["migrate", "--config", config_file, "--check"]) == 0
+    database = Database.connect(DB_ID, str(engine.url), [family])
+    assert [m.memory for m in database.repositories[family].scan(None, 10)] == ["kept"]
+    database.dispose()
+
+
+def test_migrate_creates_a_new_family_and_running_it_again_changes_nothing(engine, family, config_file,
+                                                                         capsys):
+    assert main(["migrate", "--config", config_file]) == 0
+    assert capsys.readouterr().out == f"{DB_ID}/{family}: created at revision {migration.head()}\n"
+    assert main(["migrate", "--config", config_file]) == 0
+    assert "already at revision" in capsys.readouterr().out
+    assert revision_of(engine, family) == migration.head()
+
+
+def test_serve_creates_a_family_that_does_not_exist_yet_without_being_asked(engine, family, config_file,
+                                                                          monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    assert main(["serve", "--config", config_file, "--workers", "1"]) == 0
+    assert revision_of(engine, family) == migration.head()
+
+
+def test_tables_made_before_migrations_are_refused_by_serve_and_recorded_by_migrate(
+        engine, family, config_file, capsys):
+    database = Database.connect(DB_ID, str(engine.url), [family])
+    database.metadata.create_all(database.engine)  # what create_schema() did
+    database.repositories[family].create(memory="old", user_id="u")
+    database.dispose()
+    assert main(["serve", "--config", config_file]) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "created before Mnemo versioned its schema" in err and "run `mnemo migrate`" in err
+    assert main(["migrate", "--config", config_file]) == 0
+    assert "recorded as revision 0001" in capsys.readouterr().out
+    assert revision_of(engine, family) == migration.head()
+    database = Database.connect(DB_ID, str(engine.url), [family])
+    assert [m.memory for m in database.repositories[family].scan(None, 10)] == ["old"]
+    database.dispose()
+
+
+def test_a_family_at_a_revision_this_mnemo_does_not_know_is_refused(engine, family, config_file, capsys):
+    migration.upgrade(engine, family)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"UPDATE {migration.version_table(family)} SET version_num = 'abc123'"))
+    assert main(["migrate", "--config", config_file]) == EXIT_FAILURE
+    assert "revision abc123, which this Mnemo does not know" in capsys.readouterr().err
+    assert main(["serve", "--config", config_file]) == EXIT_FAILURE
+    assert "newer Mnemo" in capsys.readouterr().err
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"UPDATE {migration.version_table(family)} "
+                                   f"SET version_num = '{migration.head()}'"))
+
+
+def test_an_incomplete_family_without_a_revision_is_refused_not_guessed_at(engine, family, config_file,
+                                                                         capsys):
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {family}_topics (x INTEGER)"))
+    assert main(["migrate", "--config", config_file]) == EXIT_FAILURE
+    assert f"only {family}_topics exist" in capsys.readouterr().err
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP TABLE {family}_topics"))
+
+
+def test_several_processes_migrating_at_once_create_the_family_once(database_url, family):
+    engines = [create_engine(database_url) for _ in range(3)]
+    failures = []
+
+    def run(engine):
+        try:
+            migration.upgrade(engine, family)
+        except Exception as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert revision_of(engines[0], family) == migration.head()
+    for engine in engines:
+        engine.dispose()
+
+
+def test_migrate_exits_1_when_a_database_cannot_be_reached(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MNEMO_CONFIG", raising=False)
+    monkeypatch.setenv("MNEMO_DATABASE_URL", "sqlite:////nonexistent-directory/memories.db")
+    assert main(["migrate"]) == EXIT_FAILURE
+    assert "cannot open database 'mnemo'" in capsys.readouterr().err
+
+
+def test_migrate_exits_2_on_a_bad_configuration(monkeypatch, capsys):
+    monkeypatch.delenv("MNEMO_CONFIG", raising=False)
+    monkeypatch.setenv("MNEMO_TABLE", "no spaces")
+    assert main(["migrate"]) == EXIT_USAGE
+    assert "table name" in capsys.readouterr().err
+
+
+def test_alembics_own_command_line_migrates_a_named_family(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    url = f"sqlite:///{tmp_path}/scratch.db"
+    options = argparse.Namespace(x=[f"url={url}", "table=scratch"])
+    command.upgrade(Config(str(ROOT / "alembic.ini"), cmd_opts=options), "head")
+    engine = create_engine(url)
+    assert revision_of(engine, "scratch") == migration.head()
+    engine.dispose()
