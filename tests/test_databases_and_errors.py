@@ -10,7 +10,7 @@ import pytest
 from mnemo.app import create_app
 from storage import Catalog, Database
 
-from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, make_settings
+from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables, make_settings
 
 OPERATIONS = [
     ("GET", "/memories", None),
@@ -159,11 +159,11 @@ def postgres_app(table_name):
     if not POSTGRES_URL:
         pytest.skip(NO_POSTGRES)
     database = Database.connect(DB_ID, POSTGRES_URL, [table_name])
-    database.create_schema()
+    database.prepare()
     catalog = Catalog([database])
     yield database, create_app(make_settings(table_name), catalog=catalog)
-    database.metadata.drop_all(database.engine)
     catalog.dispose()
+    drop_tables(POSTGRES_URL, table_name)
 
 
 def drop_every_pooled_session(engine) -> None:
