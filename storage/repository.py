@@ -231,16 +231,33 @@ class MemoryRepository:
             total = self._count(conn, query, exact, topics, needle)
             items: list[Memory] = []
             if offset < total:
-                conditions = exact + self._narrowing(conn, query, topics, needle, total, offset)
-                rows = conn.execute(
-                    sa.select(*self._memory_columns)
-                    .where(*conditions)
-                    .order_by(*ordering)
-                    .limit(query.limit)
-                    .offset(offset)
-                ).all()
+                if topics and not exact and not needle:
+                    statement = self._in_topic_order(topics, query.sort_by, query.sort_order)
+                else:
+                    conditions = exact + self._narrowing(conn, query, topics, needle, total, offset)
+                    statement = sa.select(*self._memory_columns).where(*conditions).order_by(*ordering)
+                rows = conn.execute(statement.limit(query.limit).offset(offset)).all()
                 items = self._with_topics(conn, rows)
         return Page(items, query.page, query.limit, total, _ms_since(started))
+
+    def _in_topic_order(self, topics: list[str], sort_by: str, sort_order: str) -> sa.Select:
+        """The memories carrying ``topics``, read from the first topic's index in list order.
+
+        The topic rows carry their memory's times, so the index hands them over already sorted
+        and the page is the first ``offset + limit`` of them that carry the other topics too:
+        however many memories the topic has, nothing is sorted.
+        """
+        m, t = self._m, self._t
+        sort_column, tie = t.c[sort_by], t.c.memory_id
+        ordering = (sort_column.asc(), tie.asc()) if sort_order == "asc" else (sort_column.desc(), tie.desc())
+        others = []
+        for topic in topics[1:]:
+            other = t.alias()
+            others.append(sa.exists().where(other.c.memory_id == m.c.memory_id, other.c.topic == topic))
+        return (sa.select(*self._memory_columns)
+                .select_from(t.join(m, m.c.memory_id == t.c.memory_id))
+                .where(t.c.topic == topics[0], *others)
+                .order_by(*ordering))
 
     def _narrowing(self, conn: sa.Connection, query: MemoryQuery, topics: list[str], needle: str | None,
                    total: int, offset: int) -> list:
@@ -438,7 +455,8 @@ class MemoryRepository:
             )
             conn.execute(self._delete_topics, {"memory_id": memory_id})
             if topics:
-                conn.execute(self._insert_topics, self._topic_rows(memory_id, user_id, topics))
+                conn.execute(self._insert_topics, self._topic_rows(
+                    replace(current, topics=topics, updated_at=updated_at)))
             conn.execute(self._add_to_user,
                          {"user_id": user_id, "delta": 0, "updated_at": updated_at})
         return Memory(
@@ -516,14 +534,16 @@ class MemoryRepository:
              for item in memories],
         )
         topic_rows = [row for item in memories
-                      for row in self._topic_rows(item.memory_id, item.user_id, item.topics)]
+                      for row in self._topic_rows(item)]
         if topic_rows:
             conn.execute(self._insert_topics, topic_rows)
 
     @staticmethod
-    def _topic_rows(memory_id: str, user_id: str | None, topics: Sequence[str]) -> list[dict]:
-        return [{"memory_id": memory_id, "topic": topic, "position": position, "user_id": user_id}
-                for position, topic in enumerate(topics)]
+    def _topic_rows(memory: Memory) -> list[dict]:
+        return [{"memory_id": memory.memory_id, "topic": topic, "position": position,
+                 "user_id": memory.user_id, "created_at": memory.created_at,
+                 "updated_at": memory.updated_at}
+                for position, topic in enumerate(memory.topics)]
 
     def _with_topics(self, conn: sa.Connection, rows: Sequence[sa.Row]) -> list[Memory]:
         topics: dict[str, list[str]] = {row.memory_id: [] for row in rows}

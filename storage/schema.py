@@ -140,8 +140,14 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
         sa.Column("position", sa.Integer, nullable=False),
         # Copied from the memory so "topics of one user" is answered from this table alone.
         sa.Column("user_id", ident),
+        # The memory's times, copied (and kept in step by every write) so that a topic's
+        # memories can be read from its index already in the order a list asks for.
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
     )
-    sa.Index(f"ix_{name}_topics_topic", topics.c.topic, topics.c.memory_id)
+    for sort_column in ("updated_at", "created_at"):
+        sa.Index(f"ix_{name}_topics_topic_{sort_column}", topics.c.topic, topics.c[sort_column],
+                 topics.c.memory_id)
     sa.Index(f"ix_{name}_topics_user", topics.c.user_id, topics.c.topic)
 
     user_stats = sa.Table(
