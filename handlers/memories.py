@@ -1,28 +1,35 @@
-"""Memories: create, read, list, update and delete."""
+"""Memories: create, read, list, update and delete.
+
+``token_info`` is the caller, as mnemo.auth found it; ``owner`` says whose memories an
+operation applies to (an administrator's choice, anyone else's own).
+"""
 
 from __future__ import annotations
 
+from mnemo.auth import owner
 from storage import MemoryQuery
 
 from ._shared import memory_json, memory_not_found, page_json, repository, user_id_required
 
 
-def create_memory(body, db_id=None, table=None):
+def create_memory(body, token_info, db_id=None, table=None):
     memories = repository(db_id, table)
-    if not body.get("user_id"):
+    user_id = owner(token_info, body.get("user_id"))
+    if not user_id:
         return user_id_required()
-    memory = memories.create(memory=body["memory"], user_id=body["user_id"], topics=body.get("topics"))
+    memory = memories.create(memory=body["memory"], user_id=user_id, topics=body.get("topics"))
     return memory_json(memory), 200
 
 
-def get_memory(memory_id, user_id=None, db_id=None, table=None):
-    memory = repository(db_id, table).get(memory_id, user_id)
+def get_memory(memory_id, token_info, user_id=None, db_id=None, table=None):
+    memory = repository(db_id, table).get(memory_id, owner(token_info, user_id))
     if memory is None:
         return memory_not_found(memory_id)
     return memory_json(memory), 200
 
 
 def get_memories(
+    token_info,
     user_id=None,
     agent_id=None,
     team_id=None,
@@ -36,7 +43,7 @@ def get_memories(
     topics=None,
 ):
     query = MemoryQuery(
-        user_id=user_id,
+        user_id=owner(token_info, user_id),
         agent_id=agent_id,
         team_id=team_id,
         # An empty item (``topics=``) filters nothing, as in Agno.
@@ -50,23 +57,22 @@ def get_memories(
     return page_json(repository(db_id, table).list(query), memory_json), 200
 
 
-def update_memory(memory_id, body, db_id=None, table=None):
+def update_memory(memory_id, body, token_info, db_id=None, table=None):
     memories = repository(db_id, table)
-    if not body.get("user_id"):
+    user_id = owner(token_info, body.get("user_id"))
+    if not user_id:
         return user_id_required()
-    memory = memories.update(
-        memory_id, user_id=body["user_id"], memory=body["memory"], topics=body.get("topics")
-    )
+    memory = memories.update(memory_id, user_id=user_id, memory=body["memory"], topics=body.get("topics"))
     if memory is None:
         return memory_not_found(memory_id)
     return memory_json(memory), 200
 
 
-def delete_memory(memory_id, user_id=None, db_id=None, table=None):
-    repository(db_id, table).delete([memory_id], user_id)
+def delete_memory(memory_id, token_info, user_id=None, db_id=None, table=None):
+    repository(db_id, table).delete([memory_id], owner(token_info, user_id))
     return None, 204
 
 
-def delete_memories(body, db_id=None, table=None):
-    repository(db_id, table).delete(body["memory_ids"], body.get("user_id"))
+def delete_memories(body, token_info, db_id=None, table=None):
+    repository(db_id, table).delete(body["memory_ids"], owner(token_info, body.get("user_id")))
     return None, 204

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mnemo.auth import owner
+
 from ._shared import page_json, repository, timestamp
 
 
@@ -13,6 +15,6 @@ def _user_stats_json(stats):
     }
 
 
-def get_user_memory_stats(limit=20, page=1, user_id=None, db_id=None, table=None):
-    stats = repository(db_id, table).user_stats(limit=limit, page=page, user_id=user_id)
+def get_user_memory_stats(token_info, limit=20, page=1, user_id=None, db_id=None, table=None):
+    stats = repository(db_id, table).user_stats(limit=limit, page=page, user_id=owner(token_info, user_id))
     return page_json(stats, _user_stats_json), 200

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mnemo.auth import owner
+
 from ._shared import repository
 
 
-def get_memory_topics(user_id=None, db_id=None, table=None):
-    return repository(db_id, table).topics(user_id), 200
+def get_memory_topics(token_info, user_id=None, db_id=None, table=None):
+    return repository(db_id, table).topics(owner(token_info, user_id)), 200

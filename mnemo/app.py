@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         __name__,
         lifespan=lifespan,
         jsonifier=Jsonifier(_Orjson),
-        security_map={"bearer": bearer_security(settings.security_key)},
+        security_map={"bearer": bearer_security(settings.security_key, settings.jwt)},
         validator_map=oas31.VALIDATOR_MAP,
         uri_parser_class=oas31.URIParser,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),

@@ -1,50 +1,154 @@
-"""Who may call the API: the security key, checked where the document says it is required.
+"""Who is calling, and what they may do: the security key and Agno-compatible JWTs.
 
-The document declares HTTP bearer security on every memory operation; Connexion enforces it
-and calls the handler built here. With a security key configured, the bearer token must be
-that key (compared in constant time). With none, the API is open and the server says so.
+The document declares two alternative bearer schemes on every memory operation:
+``HTTPBearer`` (the security key) and ``JWT`` (a signed token, with the scope the operation
+needs written next to it). Connexion enforces them and calls the handler built here, which
+answers with the caller as a dict (Connexion hands it to handlers as ``token_info``):
+
+* the security key, compared in constant time, makes the caller an admin;
+* a JWT signed with the configured key and algorithm (only that one), unexpired, already valid
+  and, when an audience is configured, meant for it, makes the caller its ``sub``, with the
+  token's ``scopes``. ``agent_os:admin`` grants every operation; otherwise the operation's
+  scope must be among them (403 if not), and the token must name its user;
+* with neither configured the API is open, every caller an admin, and the server says so.
+
+Handlers never look inside: ``owner`` tells them which user an operation applies to.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from functools import partial
 
-from connexion.exceptions import OAuthProblem
-from connexion.security import BearerSecurityHandler
+import jwt
+from connexion.exceptions import ClientProblem, OAuthProblem
+from connexion.security import NO_VALUE, BearerSecurityHandler
+
+from .config import JwtConfig
 
 log = logging.getLogger("mnemo")
 
-OPEN_ACCESS = {"sub": None, "scopes": ["agent_os:admin"], "via": "open"}
-KEY_ACCESS = {"sub": None, "scopes": ["agent_os:admin"], "via": "security_key"}
+ADMIN_SCOPE = "agent_os:admin"
+# Clock skew allowed between the token's issuer and this server (Agno allows the same).
+LEEWAY_S = 10
+# A user id is an Identifier of the document: at most 255 characters, no control characters.
+MAX_USER_ID = 255
+
+OPEN_ACCESS = {"sub": None, "scopes": [ADMIN_SCOPE], "via": "open"}
+KEY_ACCESS = {"sub": None, "scopes": [ADMIN_SCOPE], "via": "security_key"}
 
 
-def bearer_security(security_key: str | None) -> type[BearerSecurityHandler]:
-    """A Connexion security handler for the document's HTTP bearer scheme."""
-    if security_key is None:
+class ForbiddenProblem(ClientProblem):
+    """Authenticated, but not allowed to do this: 403."""
+
+    def __init__(self, detail: str):
+        super().__init__(status=403, title="Forbidden", detail=detail)
+
+
+def is_admin(token_info: dict) -> bool:
+    return ADMIN_SCOPE in token_info["scopes"]
+
+
+def owner(token_info: dict, asked: str | None) -> str | None:
+    """The user an operation applies to: whoever an admin names (or nobody in particular),
+    and always the caller itself for anyone else, whatever it asks for."""
+    return asked if is_admin(token_info) else token_info["sub"]
+
+
+def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = None
+                    ) -> type[BearerSecurityHandler]:
+    """A Connexion security handler for the document's two bearer schemes."""
+    if security_key is None and jwt_config is None:
         log.warning(
-            "No security key is set (MNEMO_SECURITY_KEY or OS_SECURITY_KEY): the memory API "
-            "is open to anyone who can reach this server."
+            "No security key (MNEMO_SECURITY_KEY or OS_SECURITY_KEY) and no JWT verification key "
+            "(MNEMO_JWT_VERIFICATION_KEY or JWT_VERIFICATION_KEY) is set: the memory API is open "
+            "to anyone who can reach this server."
         )
     expected = security_key.encode() if security_key is not None else None
+    verify_jwt = JwtVerifier(jwt_config) if jwt_config is not None else None
 
-    class SecurityKeyBearer(BearerSecurityHandler):
+    def with_security_key(request):
+        if expected is None:
+            return OPEN_ACCESS if verify_jwt is None else NO_VALUE
+        # Starlette decodes headers as latin-1, so this gives back the bytes that were sent.
+        presented = bearer_token(request).encode("latin-1", "replace")
+        if not hmac.compare_digest(presented, expected):
+            raise OAuthProblem(detail="Invalid authentication token")
+        return KEY_ACCESS
+
+    def with_jwt(request, required_scopes: frozenset[str]):
+        if verify_jwt is None:
+            return NO_VALUE
+        return verify_jwt(bearer_token(request), required_scopes)
+
+    class MnemoBearer(BearerSecurityHandler):
         def get_fn(self, security_scheme, required_scopes):
-            return self._verify
+            if security_scheme.get("bearerFormat") == "JWT":
+                return partial(with_jwt, required_scopes=frozenset(required_scopes or ()))
+            return with_security_key
 
-        def _verify(self, request):
-            if expected is None:
-                return OPEN_ACCESS
-            authorization = request.headers.get("Authorization")
-            if not authorization:
-                raise OAuthProblem(detail="Authorization header required")
-            scheme, _, token = authorization.strip().partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise OAuthProblem(detail="Authorization header must be 'Bearer <token>'")
-            # Starlette decodes headers as latin-1, so this gives back the bytes that were sent.
-            presented = token.strip().encode("latin-1", "replace")
-            if not hmac.compare_digest(presented, expected):
-                raise OAuthProblem(detail="Invalid authentication token")
-            return KEY_ACCESS
+    return MnemoBearer
 
-    return SecurityKeyBearer
+
+def bearer_token(request) -> str:
+    authorization = request.headers.get("Authorization")
+    if not authorization:
+        raise OAuthProblem(detail="Authorization header required")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise OAuthProblem(detail="Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+class JwtVerifier:
+    """Checks a bearer JWT and the scope an operation needs; the caller's token_info."""
+
+    def __init__(self, config: JwtConfig):
+        self.key = config.key
+        self.algorithms = [config.algorithm]
+        self.audience = config.audience
+        self.options = {"require": ["exp"], "verify_aud": config.audience is not None}
+
+    def __call__(self, token: str, required_scopes: frozenset[str]) -> dict:
+        claims = self.claims(token)
+        sub = claims.get("sub")
+        if sub is not None and not is_user_id(sub):
+            raise OAuthProblem(detail="The token's sub claim is not a usable user id")
+        scopes = scope_list(claims.get("scopes"))
+        if ADMIN_SCOPE not in scopes:
+            missing = sorted(required_scopes - set(scopes))
+            if missing:
+                raise ForbiddenProblem(f"This token lacks the scope {', '.join(missing)}")
+            if sub is None:
+                raise ForbiddenProblem("The token names no user (sub claim)")
+        return {"sub": sub, "scopes": scopes, "via": "jwt"}
+
+    def claims(self, token: str) -> dict:
+        try:
+            return jwt.decode(token, self.key, algorithms=self.algorithms, audience=self.audience,
+                              leeway=LEEWAY_S, options=self.options)
+        except jwt.ExpiredSignatureError:
+            raise OAuthProblem(detail="The token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise OAuthProblem(detail="The token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise OAuthProblem(detail="The token is not meant for this service (aud)") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise OAuthProblem(detail=f"The token has no {error.claim} claim") from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise OAuthProblem(detail="Invalid authentication token") from None
+
+
+def is_user_id(value) -> bool:
+    return (isinstance(value, str) and 0 < len(value) <= MAX_USER_ID
+            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value))
+
+
+def scope_list(claim) -> list[str]:
+    """The ``scopes`` claim as a list: a list of strings, or one space-separated string."""
+    if isinstance(claim, str):
+        return claim.split()
+    if isinstance(claim, list):
+        return [scope for scope in claim if isinstance(scope, str)]
+    return []

@@ -14,7 +14,9 @@ table. A config file (``MNEMO_CONFIG`` or ``--config``) declares several::
     tables = ["agno_memories"]
 
 The first database is the default when a request names none. Secrets stay in the
-environment: the security key is never read from the file.
+environment: the security key and the JWT verification key are never read from the file.
+Everything about who may call and how much (JWT, body limit, rate limit, CORS) comes from the
+environment too.
 """
 
 from __future__ import annotations
@@ -24,11 +26,23 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///./memories.db"
 DEFAULT_DB_ID = "mnemo"
 DEFAULT_TABLE = "mnemo_memories"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_JWT_ALGORITHM = "RS256"
+
+# The algorithms a JWT may be signed with: HMAC with a shared secret, or a signature checked
+# with a public key. Never "none".
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+PUBLIC_KEY_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                   "ES256", "ES384", "ES512", "EdDSA"})
+JWT_ALGORITHMS = HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS
+RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+RATE_LIMIT = re.compile(r"\s*([1-9][0-9]{0,8})\s*/\s*(second|minute|hour|day)s?\s*", re.IGNORECASE)
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -70,12 +84,73 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class JwtConfig:
+    """How bearer JWTs are checked: Agno AgentOS's scheme (key, algorithm, optional audience)."""
+
+    verification_key: str = field(repr=False)
+    algorithm: str = DEFAULT_JWT_ALGORITHM
+    audience: str | None = None
+
+    def __post_init__(self):
+        if self.algorithm not in JWT_ALGORITHMS:
+            raise ConfigError(f"MNEMO_JWT_ALGORITHM {self.algorithm!r} is not one of "
+                              f"{', '.join(sorted(JWT_ALGORITHMS))}")
+        if not self.verification_key.strip():
+            raise ConfigError("the JWT verification key is empty")
+        self.key  # noqa: B018 -- parsed now, so that an unusable key stops the server at startup
+
+    @cached_property
+    def key(self):
+        """The verification key as PyJWT uses it, parsed once.
+
+        A shared secret for HMAC (at least as long as the hash, RFC 7518 section 3.2, and never a
+        PEM key: that is how HS/RS confusion attacks start); a PEM public key otherwise.
+        """
+        from jwt.algorithms import get_default_algorithms
+        from jwt.exceptions import InvalidKeyError
+
+        algorithm = get_default_algorithms()[self.algorithm]
+        if self.algorithm in HMAC_ALGORITHMS:
+            minimum = int(self.algorithm[2:]) // 8
+            if len(self.verification_key.encode()) < minimum:
+                raise ConfigError(f"the {self.algorithm} secret must be at least {minimum} bytes long")
+        elif "PRIVATE KEY" in self.verification_key:
+            raise ConfigError("the JWT verification key must be a public key, not a private one")
+        try:
+            return algorithm.prepare_key(self.verification_key)
+        except (InvalidKeyError, ValueError, TypeError):
+            kind = "a shared secret" if self.algorithm in HMAC_ALGORITHMS else "a PEM public key"
+            raise ConfigError(f"the JWT verification key is not {kind} usable with "
+                              f"{self.algorithm}") from None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` requests per ``period_s`` seconds for each token."""
+
+    count: int
+    period_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        match = RATE_LIMIT.fullmatch(text)
+        if not match:
+            raise ConfigError(f"MNEMO_RATE_LIMIT must look like 100/second (per second, minute, "
+                              f"hour or day), not {text!r}")
+        return cls(int(match.group(1)), RATE_PERIODS[match.group(2).lower()])
+
+
+@dataclass(frozen=True)
 class Settings:
     databases: tuple[DatabaseConfig, ...] = field(
         default_factory=lambda: (DatabaseConfig(DEFAULT_DB_ID, DEFAULT_DATABASE_URL),)
     )
-    security_key: str | None = None
+    security_key: str | None = field(default=None, repr=False)
     validate_responses: bool = False
+    jwt: JwtConfig | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    rate_limit: RateLimit | None = None
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.databases:
@@ -83,6 +158,8 @@ class Settings:
         ids = [database.db_id for database in self.databases]
         if len(set(ids)) != len(ids):
             raise ConfigError("two databases share one id")
+        if self.max_body_bytes < 1:
+            raise ConfigError("MNEMO_MAX_BODY_BYTES must be at least 1")
 
     def database(self, db_id: str | None = None) -> DatabaseConfig:
         """The database called ``db_id``, or the default one."""
@@ -112,6 +189,10 @@ class Settings:
             # Agno AgentOS reads OS_SECURITY_KEY; honouring it makes switching over a no-op.
             security_key=env.get("MNEMO_SECURITY_KEY") or env.get("OS_SECURITY_KEY") or None,
             validate_responses=_flag(env, "MNEMO_VALIDATE_RESPONSES", False),
+            jwt=_jwt(env),
+            max_body_bytes=_integer(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            rate_limit=RateLimit.parse(env["MNEMO_RATE_LIMIT"]) if env.get("MNEMO_RATE_LIMIT") else None,
+            cors_origins=tuple(o.strip() for o in env.get("MNEMO_CORS_ORIGINS", "").split(",") if o.strip()),
         )
 
 
@@ -151,3 +232,32 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in FALSE:
         return False
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _jwt(env: Mapping[str, str]) -> JwtConfig | None:
+    """JWT settings, when a verification key is configured (Agno reads JWT_VERIFICATION_KEY)."""
+    key = env.get("MNEMO_JWT_VERIFICATION_KEY") or env.get("JWT_VERIFICATION_KEY")
+    if not key:
+        for name in ("MNEMO_JWT_ALGORITHM", "MNEMO_JWT_AUDIENCE"):
+            if env.get(name):
+                raise ConfigError(f"{name} is set but no JWT verification key is "
+                                  "(MNEMO_JWT_VERIFICATION_KEY or JWT_VERIFICATION_KEY)")
+        return None
+    if key.lstrip().startswith("-----BEGIN") and "\n" not in key:
+        # A PEM key put on one line of an environment file, with its newlines written as \n.
+        key = key.replace("\\n", "\n")
+    return JwtConfig(
+        verification_key=key,
+        algorithm=(env.get("MNEMO_JWT_ALGORITHM") or DEFAULT_JWT_ALGORITHM).strip(),
+        audience=env.get("MNEMO_JWT_AUDIENCE") or None,
+    )
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None

@@ -125,13 +125,26 @@ def _resolve(document, node):
     return node
 
 
+SCOPES = {"get": "memories:read", "post": "memories:write", "patch": "memories:write",
+          "delete": "memories:delete"}
+
+
 def test_every_memory_operation_describes_its_errors_and_is_protected(document):
-    for path, _method, operation in operations(document):
+    for path, method, operation in operations(document):
         if path == "/health":
             continue
         assert "**Errors:**" in operation["description"], operation["operationId"]
-        assert operation["security"] == [{"HTTPBearer": []}]
-        assert {"401", "404", "422", "503"} <= set(operation["responses"])
+        assert "**Access:**" in operation["description"], operation["operationId"]
+        # The security key, or a JWT carrying the scope of the operation's kind.
+        assert operation["security"] == [{"HTTPBearer": []}, {"JWT": [SCOPES[method]]}]
+        assert {"401", "403", "404", "422", "429", "503"} <= set(operation["responses"])
+        if "requestBody" in operation:
+            assert "413" in operation["responses"], operation["operationId"]
+
+
+def test_the_jwt_scheme_is_a_bearer_jwt(document):
+    scheme = document["components"]["securitySchemes"]["JWT"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
 
 
 def test_create_memory_links_its_id_to_get_update_and_delete(document):
