@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import current_app
+from flask import current_app, request
 
+from mnemo.errors import REQUEST_ID_HEADER, error_body
 from storage import Memory, MemoryRepository, Page
 
 CATALOG = "mnemo.catalog"  # the Flask extension under which create_app keeps the Catalog
@@ -49,7 +50,7 @@ def page_json(page: Page, item_json: Callable) -> dict:
 
 
 def error(status: int, detail: str, error_code: str) -> tuple[dict, int]:
-    return {"detail": detail, "error_code": error_code}, status
+    return error_body(status, detail, error_code, request.headers.get(REQUEST_ID_HEADER)), status
 
 
 def memory_not_found(memory_id: str) -> tuple[dict, int]:

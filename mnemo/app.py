@@ -12,6 +12,7 @@ import yaml
 from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
+from starlette.middleware.cors import CORSMiddleware
 
 from handlers._shared import CATALOG
 from storage import Catalog, Database
@@ -19,7 +20,14 @@ from storage import Catalog, Database
 from . import errors, oas31
 from .auth import bearer_security
 from .config import Settings
-from .edge import CommaSeparatedArrays, RefuseControlCharactersInPath, array_query_parameters
+from .edge import (
+    CommaSeparatedArrays,
+    LimitBodySize,
+    RateLimitPerToken,
+    RefuseControlCharactersInPath,
+    RequestId,
+    array_query_parameters,
+)
 
 log = logging.getLogger("mnemo")
 
@@ -88,10 +96,26 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.app.extensions[CATALOG] = catalog
     for error_class, handler in errors.handlers(document):
         app.add_error_handler(error_class, handler)
-    app.add_middleware(RefuseControlCharactersInPath, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    app.add_middleware(
-        CommaSeparatedArrays,
-        position=MiddlewarePosition.BEFORE_EXCEPTION,
-        names=array_query_parameters(document),
-    )
+    # Each one is added inside the ones before it: RequestId sees every request first.
+    edge = MiddlewarePosition.BEFORE_EXCEPTION
+    app.add_middleware(RequestId, position=edge)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, position=edge, **cors_options(settings.cors_origins))
+    app.add_middleware(RefuseControlCharactersInPath, position=edge)
+    if settings.rate_limit is not None:
+        app.add_middleware(RateLimitPerToken, position=edge, limit=settings.rate_limit)
+    app.add_middleware(LimitBodySize, position=edge, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CommaSeparatedArrays, position=edge, names=array_query_parameters(document))
     return app
+
+
+def cors_options(origins: tuple[str, ...]) -> dict:
+    """Browsers on these origins may call the API with a bearer token (never with cookies)."""
+    return {
+        "allow_origins": list(origins),
+        "allow_methods": ["GET", "POST", "PATCH", "DELETE"],
+        "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
+        "expose_headers": ["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+        "allow_credentials": False,
+        "max_age": 600,
+    }

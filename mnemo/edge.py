@@ -1,14 +1,92 @@
-"""ASGI middleware that shapes requests before Connexion routes them."""
+"""ASGI middleware: the edge every request crosses before Connexion routes it.
+
+In order, outermost first: RequestId (every answer carries an id, every error is logged under
+it), CORS when configured, RefuseControlCharactersInPath, RateLimitPerToken when configured,
+LimitBodySize, CommaSeparatedArrays.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import math
 import re
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from urllib.parse import unquote_plus
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from connexion.exceptions import ClientProblem
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import RateLimit
+from .errors import REQUEST_ID_HEADER, error_body
+
+log = logging.getLogger("mnemo")
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# A request id a client may choose: short, and harmless in a header, a log line and JSON.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
+# Paths no limit applies to: a load balancer's liveness probe must never be turned away.
+UNLIMITED_PATHS = frozenset({"/health"})
+
+
+def request_id_of(scope: Scope) -> str | None:
+    return Headers(scope=scope).get(REQUEST_ID_HEADER)
+
+
+async def send_error(scope: Scope, send: Send, status: int, detail: str,
+                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Answer with the JSON error shape, from middleware that runs before Connexion."""
+    body = orjson.dumps(error_body(status, detail, request_id=request_id_of(scope)))
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestId:
+    """Give every request an id: the client's ``X-Request-ID`` when it is sane, a fresh one
+    otherwise. It goes on to Connexion as the request's header, comes back on the answer, and
+    every error answer is logged under it. Anything that escapes everything else is answered
+    as a plain 500 here, never as a stack trace."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = request_id_of(scope)
+        request_id = given if given is not None and SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
+        scope = {**scope, "headers": [*(h for h in scope["headers"] if h[0].lower() != header[0]), header]}
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0].lower() != header[0]]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request %s: %s %s failed", request_id, scope["method"], scope["path"])
+            if status:
+                raise
+            await send_error(scope, send_with_id, 500, "Internal server error")
+        if status >= 400:
+            log.log(logging.ERROR if status >= 500 else logging.INFO,
+                    "request %s: %s %s answered %d in %.1f ms", request_id, scope["method"],
+                    scope["path"], status, (time.perf_counter() - started) * 1000)
 
 
 class RefuseControlCharactersInPath:
@@ -19,20 +97,119 @@ class RefuseControlCharactersInPath:
     newline, so Connexion would hand the request to Flask without validating it.
     """
 
-    BODY = orjson.dumps({"detail": "path: control characters are not allowed in a URL path",
-                         "error_code": "VALIDATION_ERROR"})
-
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and CONTROL_CHARACTERS.search(scope["path"]):
-            await send({"type": "http.response.start", "status": 422,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(self.BODY)).encode())]})
-            await send({"type": "http.response.body", "body": self.BODY})
+            await send_error(scope, send, 422, "path: control characters are not allowed in a URL path")
             return
         await self.app(scope, receive, send)
+
+
+class PayloadTooLarge(ClientProblem):
+    def __init__(self, limit: int):
+        super().__init__(status=413, title="Payload Too Large",
+                         detail=f"The request body is larger than {limit} bytes")
+
+
+class LimitBodySize:
+    """Refuse a request body over ``max_bytes`` with 413 before it is read into memory.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body
+    that arrives in chunks is counted as it is read, and reading stops at the first chunk past
+    the limit (Connexion's error handling answers the PayloadTooLarge raised there).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await send_error(scope, send, 413, PayloadTooLarge(self.max_bytes).detail,
+                             headers=((b"connection", b"close"),))
+            return
+        received = 0
+        answered = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(self.max_bytes)
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except PayloadTooLarge as problem:
+            if answered:
+                raise
+            await send_error(scope, send, 413, problem.detail, headers=((b"connection", b"close"),))
+
+
+class RateLimitPerToken:
+    """At most ``limit.count`` requests per ``limit.period_s`` for each bearer token (each
+    client address for requests without one); past it, 429 with ``Retry-After``.
+
+    A token bucket per token, kept in this process: with several workers each keeps its own,
+    so the service as a whole allows up to workers x the limit. Buckets are keyed by a digest of
+    the Authorization header, never the token itself, and the least recently used go first
+    once ``max_clients`` are kept, so a flood of made-up tokens cannot grow memory.
+    """
+
+    def __init__(self, app: ASGIApp, limit: RateLimit, clock: Callable[[], float] = time.monotonic,
+                 max_clients: int = 100_000):
+        self.app = app
+        self.burst = float(limit.count)
+        self.per_second = limit.count / limit.period_s
+        self.clock = clock
+        self.max_clients = max_clients
+        self.buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in UNLIMITED_PATHS:
+            wait = self.take(self.client_of(scope))
+            if wait > 0:
+                retry_after = str(max(1, math.ceil(wait)))
+                await send_error(scope, send, 429, f"Too many requests; retry in {retry_after} s",
+                                 headers=((b"retry-after", retry_after.encode()),))
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def client_of(scope: Scope) -> bytes:
+        authorization = Headers(scope=scope).get("authorization")
+        if authorization:
+            return b"t" + hashlib.blake2b(authorization.encode("latin-1", "replace"), digest_size=16).digest()
+        client = scope.get("client")
+        return b"a" + (client[0] if client else "").encode()
+
+    def take(self, client: bytes) -> float:
+        """Take one request from ``client``'s bucket: 0 if it may go, else seconds to wait."""
+        now = self.clock()
+        tokens, then = self.buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.per_second)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / self.per_second
+        self.buckets[client] = (tokens, now)
+        if len(self.buckets) > self.max_clients:
+            self.buckets.popitem(last=False)
+        return wait
 
 
 class CommaSeparatedArrays:

@@ -40,32 +40,42 @@ ERROR_CODES = {
 
 # Seconds a client should wait before retrying when the database is away.
 RETRY_AFTER_S = 2
+# Set on every request by mnemo.edge.RequestId, before anything else sees it.
+REQUEST_ID_HEADER = "x-request-id"
 
 
-def error_body(status: int, detail: str, error_code: str | None = None) -> dict:
-    return {"detail": detail, "error_code": error_code or ERROR_CODES.get(status, "ERROR")}
+def error_body(status: int, detail: str, error_code: str | None = None,
+               request_id: str | None = None) -> dict:
+    body = {"detail": detail, "error_code": error_code or ERROR_CODES.get(status, "ERROR")}
+    if request_id:
+        body["request_id"] = request_id
+    return body
 
 
-def json_error(status: int, detail: str, error_code: str | None = None,
+def json_error(request, status: int, detail: str, error_code: str | None = None,
                headers: dict | None = None) -> ConnexionResponse:
     return ConnexionResponse(
         status_code=status,
-        body=orjson.dumps(error_body(status, detail, error_code)),
+        body=orjson.dumps(error_body(status, detail, error_code, request_id(request))),
         content_type="application/json",
         headers=headers,
     )
 
 
-def on_problem(_request, problem: ProblemException) -> ConnexionResponse:
+def request_id(request) -> str | None:
+    return request.headers.get(REQUEST_ID_HEADER) if request is not None else None
+
+
+def on_problem(request, problem: ProblemException) -> ConnexionResponse:
     status = problem.status
     headers = dict(problem.headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     if status >= 500:
-        log.error("%s: %s", problem.title, problem.detail)
-        return json_error(status, "Internal server error")
+        log.error("request %s: %s: %s", request_id(request), problem.title, problem.detail)
+        return json_error(request, status, "Internal server error")
     code = "INVALID_JSON" if isinstance(problem, MalformedBodyProblem) else None
-    return json_error(status, str(problem.detail or problem.title), code, headers)
+    return json_error(request, status, str(problem.detail or problem.title), code, headers)
 
 
 class AllowedMethods:
@@ -92,8 +102,8 @@ def http_exception_handler(allowed: AllowedMethods):
     def on_http_exception(request, error: HTTPException) -> ConnexionResponse:
         status = error.status_code
         if status >= 500:
-            log.error("HTTP %s: %s", status, error.detail)
-            return json_error(status, "Internal server error")
+            log.error("request %s: HTTP %s: %s", request_id(request), status, error.detail)
+            return json_error(request, status, "Internal server error")
         headers = dict(error.headers or {})
         if status == 405:
             # Routing names only the route it tried; the client is owed every method the
@@ -102,18 +112,21 @@ def http_exception_handler(allowed: AllowedMethods):
             if methods:
                 headers["Allow"] = methods
         detail = error.detail if isinstance(error.detail, str) else None
-        return json_error(status, detail or ERROR_CODES.get(status, "Error"), headers=headers)
+        return json_error(request, status, detail or ERROR_CODES.get(status, "Error"), headers=headers)
 
     return on_http_exception
 
 
-def on_catalog_error(_request, error: CatalogError) -> ConnexionResponse:
+def on_catalog_error(request, error: CatalogError) -> ConnexionResponse:
     status = 400 if isinstance(error, TableWithoutDatabase) else 404
-    return json_error(status, str(error))
+    return json_error(request, status, str(error))
 
 
-def on_database_unavailable(_request, _error: DatabaseUnavailable) -> ConnexionResponse:
+def on_database_unavailable(request, error: DatabaseUnavailable) -> ConnexionResponse:
+    # The driver's message stays here, in the log: it can name hosts, users and files.
+    log.error("request %s: database unavailable: %s", request_id(request), error.__cause__ or error)
     return json_error(
+        request,
         503,
         "The database is unavailable; retry shortly",
         "DATABASE_UNAVAILABLE",
@@ -121,9 +134,9 @@ def on_database_unavailable(_request, _error: DatabaseUnavailable) -> ConnexionR
     )
 
 
-def on_unexpected(_request, error: Exception) -> ConnexionResponse:
-    log.error("unhandled error", exc_info=error)
-    return json_error(500, "Internal server error")
+def on_unexpected(request, error: Exception) -> ConnexionResponse:
+    log.error("request %s: unhandled error", request_id(request), exc_info=error)
+    return json_error(request, 500, "Internal server error")
 
 
 def handlers(document: dict) -> list[tuple[type[Exception], object]]:

@@ -186,3 +186,11 @@ def serve(database_url, table_name, tmp_path):
         # uvicorn re-raises SIGTERM once it has shut down, so that is an orderly exit too.
         assert stop_server(process) in (0, -signal.SIGTERM), process.stdout.read().decode()[-2000:]
     drop_tables(database_url, table_name)
+
+
+def error_json(response) -> dict:
+    """An error answer's body without its request_id, once that is checked to be the one the
+    X-Request-ID header carries."""
+    body = response.json()
+    assert body.pop("request_id") == response.headers["X-Request-ID"]
+    return body

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import mnemo_command, server_env, start_server, stop_server
+from .conftest import error_json, mnemo_command, server_env, start_server, stop_server
 
 HERE = Path(__file__).resolve().parent
 DB_ID = "compat"
@@ -188,7 +188,8 @@ def test_errors_carry_an_error_code_and_a_one_line_detail(both):
     agno, mnemo = both("POST", "/memories", json={"memory": ""})
     assert agno.status_code == mnemo.status_code == 422
     assert isinstance(agno.json()["detail"], list) and "error_code" not in agno.json()
-    assert mnemo.json() == {"detail": "body.memory: '' should be non-empty", "error_code": "VALIDATION_ERROR"}
+    assert error_json(mnemo) == {"detail": "body.memory: '' should be non-empty",
+                                 "error_code": "VALIDATION_ERROR"}
 
 
 def test_with_several_databases_and_no_db_id_the_first_is_used(tmp_path):

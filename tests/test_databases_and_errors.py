@@ -10,7 +10,7 @@ import pytest
 from mnemo.app import create_app
 from storage import Catalog, Database
 
-from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables, make_settings
+from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables, error_json, make_settings
 
 OPERATIONS = [
     ("GET", "/memories", None),
@@ -28,8 +28,8 @@ OPERATIONS = [
 def test_an_unknown_db_id_is_404_naming_it(client, method, path, body):
     response = client.request(method, path, params={"db_id": "elsewhere"}, json=body)
     assert response.status_code == 404
-    assert response.json() == {"detail": "No database found with id 'elsewhere'",
-                               "error_code": "NOT_FOUND"}
+    assert error_json(response) == {"detail": "No database found with id 'elsewhere'",
+                                    "error_code": "NOT_FOUND"}
 
 
 @pytest.mark.parametrize(("method", "path", "body"), OPERATIONS)
@@ -133,7 +133,7 @@ def test_an_internal_error_never_shows_internals(client, repository, monkeypatch
     monkeypatch.setattr(repository, "get", explode)
     response = client.get("/memories/x")
     assert response.status_code == 500
-    assert response.json() == {"detail": "Internal server error", "error_code": "INTERNAL_SERVER_ERROR"}
+    assert error_json(response) == {"detail": "Internal server error", "error_code": "INTERNAL_SERVER_ERROR"}
 
 
 @pytest.mark.parametrize("url", [
@@ -147,8 +147,8 @@ def test_an_unreachable_database_is_503_with_retry_after(url, table_name):
         response = client.get("/memories")
         health = client.get("/health")
     assert response.status_code == 503
-    assert response.json() == {"detail": "The database is unavailable; retry shortly",
-                               "error_code": "DATABASE_UNAVAILABLE"}
+    assert error_json(response) == {"detail": "The database is unavailable; retry shortly",
+                                    "error_code": "DATABASE_UNAVAILABLE"}
     assert int(response.headers["Retry-After"]) > 0
     assert health.status_code == 200
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from .conftest import error_json
+
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -33,7 +35,7 @@ def test_create_without_user_id_is_refused_with_agnos_message(client):
     for body in ({"memory": "x"}, {"memory": "x", "user_id": None}, {"memory": "x", "user_id": ""}):
         response = client.post("/memories", json=body)
         assert response.status_code == 400
-        assert response.json() == {"detail": "User ID is required", "error_code": "BAD_REQUEST"}
+        assert error_json(response) == {"detail": "User ID is required", "error_code": "BAD_REQUEST"}
     assert client.get("/memories").json()["meta"]["total_count"] == 0
 
 
@@ -56,7 +58,7 @@ def test_create_timestamps_have_sub_second_precision(create):
 def test_get_of_an_absent_memory_is_404_with_agnos_message(client):
     response = client.get("/memories/nope")
     assert response.status_code == 404
-    assert response.json() == {"detail": "Memory with ID nope not found", "error_code": "NOT_FOUND"}
+    assert error_json(response) == {"detail": "Memory with ID nope not found", "error_code": "NOT_FOUND"}
 
 
 def test_get_with_user_id_finds_only_that_users_memory(client, create):
