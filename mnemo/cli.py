@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the memory API over HTTP",
         description="Serve the memory API. Settings come from the environment: "
         "MNEMO_DATABASE_URL (default sqlite:///./memories.db), MNEMO_SECURITY_KEY "
-        "(or OS_SECURITY_KEY), MNEMO_DB_ID, MNEMO_TABLE, MNEMO_VALIDATE_RESPONSES; "
+        "(or OS_SECURITY_KEY), MNEMO_JWT_VERIFICATION_KEY (or JWT_VERIFICATION_KEY), "
+        "MNEMO_JWT_ALGORITHM, MNEMO_JWT_AUDIENCE, MNEMO_MAX_BODY_BYTES, MNEMO_RATE_LIMIT, "
+        "MNEMO_CORS_ORIGINS, MNEMO_DB_ID, MNEMO_TABLE, MNEMO_VALIDATE_RESPONSES; "
         "or, for several databases, a config file (--config or MNEMO_CONFIG).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
@@ -241,6 +243,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             log_level=args.log_level,
             timeout_graceful_shutdown=30,
+            server_header=False,
         )
         return 0
     return _serve_with_gunicorn(args)
@@ -482,7 +485,7 @@ def _serve_with_gunicorn(args: argparse.Namespace) -> int:
         def load_config(self):
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
-            self.cfg.set("worker_class", "uvicorn_worker.UvicornWorker")
+            self.cfg.set("worker_class", "mnemo.worker.MnemoWorker")
             self.cfg.set("loglevel", args.log_level)
             self.cfg.set("graceful_timeout", 30)
 
