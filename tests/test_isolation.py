@@ -1,0 +1,222 @@
+"""Per-user isolation: a caller that is not an administrator never reads, changes or deletes
+another user's memories, through any operation or parameter.
+
+Hypothesis plays the attacker: many users each own memories (with shared words and topics, so
+that filters could match across users); one of them, holding every user scope, sends sequences
+of operations naming other users' memory ids and user ids in the path, the query and the body.
+After every call, nothing the attacker sees belongs to anyone else, and everyone else's
+memories are exactly as they were.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mnemo.app import create_app
+from mnemo.config import JwtConfig
+
+from .conftest import make_settings
+from .tokens import ADMIN, ALL_USER_SCOPES, bearer, rs256, rsa_keys
+
+USERS = ["alice", "bob", "carol", "dave", "erin"]
+WORDS = ["coffee", "tea", "chess", "rust"]
+TOPICS = ["food", "games", "work"]
+MEMORIES_PER_USER = 4
+
+
+@pytest.fixture
+def world(catalog, table_name, repository):
+    """An app trusting the test issuer's JWTs, and the memories every user owns."""
+    app = create_app(make_settings(table_name, jwt=JwtConfig(rsa_keys().public_pem)), catalog=catalog)
+    with app.test_client() as client:
+        admin = bearer(rs256(sub="root", scopes=[ADMIN]))
+        ids = {}
+        for n, user in enumerate(USERS):
+            ids[user] = []
+            for i in range(MEMORIES_PER_USER):
+                body = {"memory": f"{user} likes {WORDS[(n + i) % len(WORDS)]}", "user_id": user,
+                        "topics": [TOPICS[(n + i) % len(TOPICS)], f"{user}-only"]}
+                created = client.post("/memories", json=body, headers=admin)
+                assert created.status_code == 200, created.text
+                ids[user].append(created.json()["memory_id"])
+        tokens = {user: bearer(rs256(sub=user, scopes=ALL_USER_SCOPES)) for user in USERS}
+        yield client, repository, ids, tokens
+
+
+def snapshot(repository, *, except_user: str) -> dict:
+    """Every memory not owned by ``except_user``, as stored."""
+    memories, after = {}, None
+    while page := repository.scan(after, 500):
+        for memory in page:
+            if memory.user_id != except_user:
+                memories[memory.memory_id] = memory
+        after = page[-1].memory_id
+    return memories
+
+
+def own_topics(repository, user: str) -> list[str]:
+    return repository.topics(user)
+
+
+# -- what the attacker may try ---------------------------------------------------------------
+
+user_ids = st.sampled_from([*USERS, "nobody"]) | st.none()
+search = st.sampled_from([*WORDS, *USERS, "likes"]) | st.none()
+topics = st.lists(st.sampled_from([*TOPICS, *(f"{u}-only" for u in USERS)]), max_size=2)
+
+
+@st.composite
+def calls(draw, ids):
+    every_id = [i for owned in ids.values() for i in owned] + ["no-such-memory"]
+    memory_id = st.sampled_from(every_id)
+    kind = draw(st.sampled_from(["get", "list", "topics", "stats", "create", "update", "delete",
+                                 "bulk_delete"]))
+    if kind == "get":
+        return "GET", f"/memories/{draw(memory_id)}", _query(user_id=draw(user_ids)), None
+    if kind == "list":
+        return "GET", "/memories", _query(user_id=draw(user_ids), search_content=draw(search),
+                                          topics=draw(topics) or None,
+                                          sort_order=draw(st.sampled_from(["asc", "desc"]))), None
+    if kind == "topics":
+        return "GET", "/memory_topics", _query(user_id=draw(user_ids)), None
+    if kind == "stats":
+        return "GET", "/user_memory_stats", _query(user_id=draw(user_ids)), None
+    if kind == "create":
+        return "POST", "/memories", {}, {"memory": "planted", "user_id": draw(user_ids),
+                                         "topics": draw(topics)}
+    if kind == "update":
+        return "PATCH", f"/memories/{draw(memory_id)}", {}, {"memory": "overwritten",
+                                                             "user_id": draw(user_ids)}
+    if kind == "delete":
+        return "DELETE", f"/memories/{draw(memory_id)}", _query(user_id=draw(user_ids)), None
+    return "DELETE", "/memories", {}, {"memory_ids": draw(st.lists(memory_id, min_size=1, max_size=6)),
+                                       "user_id": draw(user_ids)}
+
+
+def _query(**params) -> dict:
+    return {name: value for name, value in params.items() if value is not None}
+
+
+def check_answer(response, method, path, attacker, repository, ids):
+    """Nothing in the answer is anyone else's; another's memory is, to the attacker, not there."""
+    assert response.status_code < 500, response.text
+    if response.status_code == 204 or response.status_code >= 400:
+        if path.startswith("/memories/") and method in ("GET", "PATCH"):
+            memory_id = path.rsplit("/", 1)[1]
+            if memory_id not in ids[attacker]:
+                assert response.status_code == 404, response.text
+        return
+    body = response.json()
+    if path == "/memory_topics":
+        assert body == own_topics(repository, attacker)
+    elif path == "/user_memory_stats":
+        assert [entry["user_id"] for entry in body["data"]] in ([], [attacker])
+    elif isinstance(body, dict) and "data" in body:
+        assert all(memory["user_id"] == attacker for memory in body["data"]), body
+    else:
+        assert body["user_id"] == attacker, body
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_call_of_a_user_reaches_another_users_memories(world, data):
+    client, repository, ids, tokens = world
+    attacker = data.draw(st.sampled_from(USERS), label="attacker")
+    others_before = snapshot(repository, except_user=attacker)
+    for _ in range(data.draw(st.integers(1, 4), label="calls")):
+        method, path, query, body = data.draw(calls(ids), label="call")
+        response = client.request(method, path, params=query, json=body, headers=tokens[attacker])
+        check_answer(response, method, path, attacker, repository, ids)
+        assert snapshot(repository, except_user=attacker) == others_before
+
+
+# -- the same, written out -------------------------------------------------------------------
+
+def test_another_users_memory_cannot_be_read_even_naming_its_owner(world):
+    client, _, ids, tokens = world
+    for query in ({}, {"user_id": "alice"}, {"user_id": "bob"}):
+        response = client.get(f"/memories/{ids['alice'][0]}", params=query, headers=tokens["bob"])
+        assert response.status_code == 404
+        assert response.json()["detail"] == f"Memory with ID {ids['alice'][0]} not found"
+
+
+def test_another_users_memory_cannot_be_updated_and_stays_as_it_was(world):
+    client, repository, ids, tokens = world
+    before = repository.get(ids["alice"][0])
+    for user_id in ("alice", "bob", None):
+        response = client.patch(f"/memories/{ids['alice'][0]}", headers=tokens["bob"],
+                                json={"memory": "hacked", "user_id": user_id, "topics": ["x"]})
+        assert response.status_code == 404
+    assert repository.get(ids["alice"][0]) == before
+
+
+def test_another_users_memory_cannot_be_deleted_one_by_one_or_in_bulk(world):
+    client, repository, ids, tokens = world
+    for query in ({}, {"user_id": "alice"}):
+        assert client.delete(f"/memories/{ids['alice'][0]}", params=query,
+                             headers=tokens["bob"]).status_code == 204
+    response = client.request("DELETE", "/memories", headers=tokens["bob"],
+                              json={"memory_ids": [*ids["alice"], ids["bob"][0]], "user_id": "alice"})
+    assert response.status_code == 204
+    assert all(repository.get(memory_id) is not None for memory_id in ids["alice"])
+    # Only the caller's own memory among the listed ids went.
+    assert repository.get(ids["bob"][0]) is None
+
+
+def test_lists_topics_and_stats_only_show_the_callers_own_whatever_user_id_is_asked(world):
+    client, repository, ids, tokens = world
+    for user_id in (None, "alice", "bob"):
+        query = _query(user_id=user_id)
+        listed = client.get("/memories", params=query, headers=tokens["bob"]).json()
+        assert sorted(m["memory_id"] for m in listed["data"]) == sorted(ids["bob"])
+        assert listed["meta"]["total_count"] == MEMORIES_PER_USER
+        topics = client.get("/memory_topics", params=query, headers=tokens["bob"]).json()
+        assert topics == repository.topics("bob") and "alice-only" not in topics
+        stats = client.get("/user_memory_stats", params=query, headers=tokens["bob"]).json()
+        assert [(s["user_id"], s["total_memories"]) for s in stats["data"]] == [("bob", MEMORIES_PER_USER)]
+
+
+def test_a_search_matching_everyones_memories_finds_only_the_callers(world):
+    client, _, ids, tokens = world
+    listed = client.get("/memories", params={"search_content": "likes", "limit": 100},
+                        headers=tokens["carol"]).json()
+    assert sorted(m["memory_id"] for m in listed["data"]) == sorted(ids["carol"])
+
+
+def test_a_create_is_stored_under_the_caller_whatever_the_body_says(world):
+    client, _, _, tokens = world
+    for user_id in ("alice", None, ""):
+        created = client.post("/memories", headers=tokens["bob"],
+                              json={"memory": "mine", "user_id": user_id})
+        assert created.status_code == 200, created.text
+        assert created.json()["user_id"] == "bob"
+    alice = client.get("/memories", params={"search_content": "mine"}, headers=tokens["alice"]).json()
+    assert alice["data"] == []
+
+
+def test_a_user_updates_its_own_memory_without_naming_itself(world):
+    client, _, ids, tokens = world
+    response = client.patch(f"/memories/{ids['bob'][0]}", headers=tokens["bob"],
+                            json={"memory": "changed", "user_id": "alice"})
+    assert response.status_code == 200
+    assert response.json()["user_id"] == "bob" and response.json()["memory"] == "changed"
+
+
+def test_an_administrator_reads_changes_and_deletes_anyones_and_filters_freely(world):
+    client, repository, ids, _ = world
+    admin = bearer(rs256(sub="root", scopes=[ADMIN]))
+    assert client.get(f"/memories/{ids['alice'][0]}", headers=admin).json()["user_id"] == "alice"
+    listed = client.get("/memories", params={"user_id": "alice"}, headers=admin).json()
+    assert {m["user_id"] for m in listed["data"]} == {"alice"}
+    everyone = client.get("/memories", params={"limit": 100}, headers=admin).json()
+    assert everyone["meta"]["total_count"] == len(USERS) * MEMORIES_PER_USER
+    created = client.post("/memories", json={"memory": "for carol", "user_id": "carol"}, headers=admin)
+    assert created.json()["user_id"] == "carol"
+    assert client.patch(f"/memories/{ids['alice'][1]}", json={"memory": "edited", "user_id": "alice"},
+                        headers=admin).status_code == 200
+    assert client.delete(f"/memories/{ids['alice'][2]}", headers=admin).status_code == 204
+    assert repository.get(ids["alice"][2]) is None
+    stats = client.get("/user_memory_stats", params={"limit": 100}, headers=admin).json()
+    assert {s["user_id"] for s in stats["data"]} == set(USERS)
