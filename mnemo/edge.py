@@ -18,7 +18,6 @@ from collections.abc import Callable
 from urllib.parse import unquote_plus
 
 import orjson
-from connexion.exceptions import ClientProblem
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -107,56 +106,64 @@ class RefuseControlCharactersInPath:
         await self.app(scope, receive, send)
 
 
-class PayloadTooLarge(ClientProblem):
-    def __init__(self, limit: int):
-        super().__init__(status=413, title="Payload Too Large",
-                         detail=f"The request body is larger than {limit} bytes")
-
-
 class LimitBodySize:
     """Refuse a request body over ``max_bytes`` with 413 before it is read into memory.
 
-    A declared ``Content-Length`` over the limit is refused before anything is read; a body
-    that arrives in chunks is counted as it is read, and reading stops at the first chunk past
-    the limit (Connexion's error handling answers the PayloadTooLarge raised there).
+    A declared ``Content-Length`` over the limit is refused before anything is read (the
+    server holds the client to the length it declared). A body sent in chunks, without a
+    length, is gathered here up to the limit, refused at the first chunk past it, and otherwise
+    handed on with its length, as if it had been declared (Connexion reads bodies by their
+    length).
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
+        self.detail = f"The request body is larger than {max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "").strip()
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await send_error(scope, send, 413, PayloadTooLarge(self.max_bytes).detail,
-                             headers=((b"connection", b"close"),))
-            return
-        received = 0
-        answered = False
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None:
+            if declared.strip().isdigit() and int(declared) > self.max_bytes:
+                await self.refuse(scope, send)
+                return
+        elif "transfer-encoding" in headers:
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body += message.get("body", b"")
+                if len(body) > self.max_bytes:
+                    await self.refuse(scope, send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            kept = [h for h in scope["headers"] if h[0].lower() != b"transfer-encoding"]
+            scope = {**scope, "headers": [*kept, (b"content-length", str(len(body)).encode())]}
+            receive = replay(bytes(body), receive)
+        await self.app(scope, receive, send)
 
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise PayloadTooLarge(self.max_bytes)
-            return message
+    async def refuse(self, scope: Scope, send: Send) -> None:
+        await send_error(scope, send, 413, self.detail, headers=((b"connection", b"close"),))
 
-        async def watched(message: Message) -> None:
-            nonlocal answered
-            answered = True
-            await send(message)
 
-        try:
-            await self.app(scope, counted, watched)
-        except PayloadTooLarge as problem:
-            if answered:
-                raise
-            await send_error(scope, send, 413, problem.detail, headers=((b"connection", b"close"),))
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that gives ``body`` first, then whatever ``receive`` gives."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
 
 
 class RateLimitPerToken:

@@ -162,7 +162,7 @@ def stop_server(process: subprocess.Popen) -> int:
 def server_env(**settings: str) -> dict:
     """This environment without any Mnemo or Agno setting, plus ``settings``."""
     env = {name: value for name, value in os.environ.items()
-           if not name.startswith("MNEMO_") and name != "OS_SECURITY_KEY"}
+           if not name.startswith("MNEMO_") and name not in ("OS_SECURITY_KEY", "JWT_VERIFICATION_KEY")}
     return {**env, "AGNO_TELEMETRY": "false", **settings}
 
 
@@ -171,9 +171,9 @@ def serve(database_url, table_name, tmp_path):
     """Start ``mnemo serve`` with the given extra arguments; stopped (SIGTERM) afterwards."""
     processes = []
 
-    def start(*arguments: str, security_key: str | None = None) -> str:
+    def start(*arguments: str, security_key: str | None = None, **settings: str) -> str:
         env = server_env(MNEMO_DATABASE_URL=database_url, MNEMO_DB_ID=DB_ID, MNEMO_TABLE=table_name,
-                         MNEMO_VALIDATE_RESPONSES="true")
+                         MNEMO_VALIDATE_RESPONSES="true", **settings)
         if security_key:
             env["MNEMO_SECURITY_KEY"] = security_key
         process, base = start_server([*mnemo_command(), "serve", "--port", "{port}", *arguments],
