@@ -4,7 +4,9 @@ All four phases run: the document's examples, coverage of its constraints (bound
 enum value, invalid data that must be refused), fuzzing, and stateful call sequences that
 follow the document's links (create -> get/update/delete). Every check is on, among them
 response-schema conformance, acceptance of valid and rejection of invalid data, and auth:
-requests carry the security key, and Schemathesis also replays them without it.
+requests carry a credential, and Schemathesis also replays them without it. The server trusts
+both schemes, and everything runs twice: with the security key (an administrator), and with
+a JWT of a user holding every user scope (so every answer goes through per-user isolation).
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from schemathesis import openapi
 from schemathesis.config import SchemathesisConfig
 
 from mnemo.app import create_app
+from mnemo.config import JwtConfig
 from storage import Catalog, Database
 
 from .conftest import DB_ID, drop_tables, make_settings
+from .tokens import rs256, rsa_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "schemathesis-key"
+# A day is far longer than any run.
+TOKENS = {"security_key": KEY, "jwt": rs256(sub="schemathesis-user", lifetime_s=86400)}
 TABLE = "st_memories"  # schemathesis.toml sends this table name
 
 
@@ -32,17 +38,19 @@ def served(database_url):
     drop_tables(database_url, TABLE)
     database = Database.connect(DB_ID, database_url, [TABLE])
     database.prepare()
-    app = create_app(make_settings(TABLE, security_key=KEY), catalog=Catalog([database]))
+    app = create_app(make_settings(TABLE, security_key=KEY, jwt=JwtConfig(rsa_keys().public_pem)),
+                     catalog=Catalog([database]))
     yield app, database
     database.dispose()
     drop_tables(database_url, TABLE)
 
 
-def load_schema():
+def load_schema(token: str):
     schema = openapi.from_path(
         ROOT / "openapi.yaml", config=SchemathesisConfig.from_path(ROOT / "schemathesis.toml")
     )
-    schema.config.update(headers={"Authorization": f"Bearer {KEY}"})
+    schema.config.update(headers={"Authorization": f"Bearer {token}"})
+    schema.hook(filter_query)
     return schema
 
 
@@ -59,12 +67,6 @@ class ServedApp:
         await self.app(scope, receive, send)
 
 
-SERVED = ServedApp()
-SCHEMA = load_schema()
-SCHEMA.app = SERVED
-
-
-@SCHEMA.hook
 def filter_query(ctx, query):
     """Drop generated queries that put a non-string where the topics array goes.
 
@@ -76,16 +78,33 @@ def filter_query(ctx, query):
     return topics is None or (isinstance(topics, list) and all(isinstance(t, str) for t in topics))
 
 
-@SCHEMA.parametrize()
+SERVED = ServedApp()
+WITH_KEY, WITH_JWT = load_schema(TOKENS["security_key"]), load_schema(TOKENS["jwt"])
+WITH_KEY.app = WITH_JWT.app = SERVED
+
+
+@WITH_KEY.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_answer_of_every_operation_keeps_the_contract(case, served):
+def test_every_answer_of_every_operation_keeps_the_contract_with_the_security_key(case, served):
     SERVED.app, _ = served
-    case.call_and_validate()
+    response = case.call_and_validate()
+    # The credential is accepted, with every scope the operation needs.
+    assert response.status_code not in (401, 403), response.text
 
 
-def test_call_sequences_following_the_links_keep_the_contract(served):
+@WITH_JWT.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_answer_of_every_operation_keeps_the_contract_with_a_users_jwt(case, served):
+    SERVED.app, _ = served
+    response = case.call_and_validate()
+    # The credential is accepted, with every scope the operation needs.
+    assert response.status_code not in (401, 403), response.text
+
+
+@pytest.mark.parametrize("credential", TOKENS)
+def test_call_sequences_following_the_links_keep_the_contract(served, credential):
     app, database = served
-    schema = load_schema()
+    schema = load_schema(TOKENS[credential])
     schema.app = app
 
     class Workflow(schema.as_state_machine()):
