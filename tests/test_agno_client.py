@@ -1,7 +1,8 @@
 """Agno's own client, unmodified, against a live ``mnemo serve``: every memory method.
 
-Runs with and without a security key (Agno's client passes the key in ``headers``), on SQLite
-and on PostgreSQL.
+Runs open, with a security key and with an administrator's JWT (Agno's client passes either in
+``headers``), on SQLite and on PostgreSQL; and with a user's JWT, which confines it to its own
+memories.
 """
 
 from __future__ import annotations
@@ -15,16 +16,27 @@ from agno.client import AgentOSClient
 from agno.utils.http import set_default_async_client
 
 from .conftest import DB_ID
+from .tokens import ADMIN, ALL_USER_SCOPES, rs256, rsa_keys
 
 KEY = "agno-client-key"
 
 
-@pytest.fixture(params=[None, KEY], ids=["open", "with-key"])
+@pytest.fixture(params=["open", "with-key", "with-admin-jwt"])
 def agno(request, serve, table_name):
     """Run a coroutine ``steps(client, headers, table)`` against a fresh server."""
-    base = serve(security_key=request.param)
-    headers = {"Authorization": f"Bearer {request.param}"} if request.param else None
+    headers = None
+    if request.param == "with-key":
+        base = serve(security_key=KEY)
+        headers = {"Authorization": f"Bearer {KEY}"}
+    elif request.param == "with-admin-jwt":
+        base = serve(MNEMO_JWT_VERIFICATION_KEY=rsa_keys().public_pem)
+        headers = {"Authorization": f"Bearer {rs256(sub='root', scopes=[ADMIN])}"}
+    else:
+        base = serve()
+    return client_runner(base, headers, table_name)
 
+
+def client_runner(base: str, headers: dict | None, table_name: str):
     def run(steps):
         async def main():
             # A client bound to this event loop; Agno's shared default is bound to the first one.
@@ -154,3 +166,24 @@ def test_without_the_key_agnos_client_is_refused(serve):
     response = asyncio.run(main())
     assert response.status_code == 401
     assert response.json()["error_code"] == "UNAUTHENTICATED"
+
+
+def test_a_users_jwt_confines_agnos_client_to_that_users_memories(serve, table_name):
+    base = serve(MNEMO_JWT_VERIFICATION_KEY=rsa_keys().public_pem)
+    admin = {"Authorization": f"Bearer {rs256(sub='root', scopes=[ADMIN])}"}
+    bob = {"Authorization": f"Bearer {rs256(sub='bob', scopes=ALL_USER_SCOPES)}"}
+
+    async def steps(client, _headers, _table):
+        alices = await client.create_memory(memory="Alice's secret", user_id="alice", headers=admin)
+        planted = await client.create_memory(memory="Bob's note", user_id="alice", headers=bob)
+        assert planted.user_id == "bob"
+        listed = await client.list_memories(user_id="alice", headers=bob)
+        assert [m.memory_id for m in listed.data] == [planted.memory_id]
+        with pytest.raises(httpx.HTTPStatusError) as hidden:
+            await client.get_memory(alices.memory_id, user_id="alice", headers=bob)
+        assert hidden.value.response.status_code == 404
+        await client.delete_memory(alices.memory_id, user_id="alice", headers=bob)
+        assert (await client.get_memory(alices.memory_id, headers=admin)).memory == "Alice's secret"
+        assert await client.get_memory_topics(user_id="alice", headers=bob) == []
+
+    client_runner(base, None, table_name)(steps)
