@@ -3,9 +3,12 @@
 usage: python agno_os_server.py PORT DB_ID=SQLITE_FILE [DB_ID=SQLITE_FILE ...]
 
 With one database this is a real AgentOS (its middleware and error handlers included); with
-several, Agno's memory router over all of them, which is how AgentOS routes db_id.
+several, Agno's memory router over all of them, which is how AgentOS routes db_id. With
+JWT_VERIFICATION_KEY in the environment, the AgentOS checks JWTs and their scopes, with per-user
+isolation on.
 """
 
+import os
 import sys
 
 import uvicorn
@@ -19,7 +22,10 @@ def main() -> None:
     if len(databases) == 1:
         from agno.os import AgentOS
 
-        app = AgentOS(db=databases[0], telemetry=False).get_app()
+        if os.environ.get("JWT_VERIFICATION_KEY"):
+            app = AgentOS(db=databases[0], telemetry=False, authorization=True, user_isolation=True).get_app()
+        else:
+            app = AgentOS(db=databases[0], telemetry=False).get_app()
     else:
         from agno.os.routers.memory.memory import get_memory_router
         from fastapi import FastAPI
