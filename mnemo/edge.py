@@ -37,6 +37,11 @@ def request_id_of(scope: Scope) -> str | None:
     return Headers(scope=scope).get(REQUEST_ID_HEADER)
 
 
+def loggable(path: str) -> str:
+    """A path fit for one log line: control characters escaped, length capped."""
+    return CONTROL_CHARACTERS.sub(lambda c: f"\\x{ord(c.group()):02x}", path[:300])
+
+
 async def send_error(scope: Scope, send: Send, status: int, detail: str,
                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     """Answer with the JSON error shape, from middleware that runs before Connexion."""
@@ -78,14 +83,14 @@ class RequestId:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("request %s: %s %s failed", request_id, scope["method"], scope["path"])
+            log.exception("request %s: %s %s failed", request_id, scope["method"], loggable(scope["path"]))
             if status:
                 raise
             await send_error(scope, send_with_id, 500, "Internal server error")
         if status >= 400:
             log.log(logging.ERROR if status >= 500 else logging.INFO,
                     "request %s: %s %s answered %d in %.1f ms", request_id, scope["method"],
-                    scope["path"], status, (time.perf_counter() - started) * 1000)
+                    loggable(scope["path"]), status, (time.perf_counter() - started) * 1000)
 
 
 class RefuseControlCharactersInPath:

@@ -122,9 +122,9 @@ def on_catalog_error(request, error: CatalogError) -> ConnexionResponse:
     return json_error(request, status, str(error))
 
 
-def on_database_unavailable(request, error: DatabaseUnavailable) -> ConnexionResponse:
-    # The driver's message stays here, in the log: it can name hosts, users and files.
-    log.error("request %s: database unavailable: %s", request_id(request), error.__cause__ or error)
+def on_database_unavailable(request, _error: DatabaseUnavailable) -> ConnexionResponse:
+    # Storage has logged the driver's own words; they stay in the log (they name hosts and files).
+    log.error("request %s: the database is unavailable", request_id(request))
     return json_error(
         request,
         503,

@@ -3,15 +3,17 @@ internals."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
 import httpx
+import orjson
 import pytest
 
 from mnemo.app import create_app
 from mnemo.config import ConfigError, JwtConfig, RateLimit, Settings
-from mnemo.edge import RateLimitPerToken
+from mnemo.edge import RateLimitPerToken, RequestId
 
 from .conftest import error_json, make_settings
 from .tokens import bearer, rs256, rsa_keys
@@ -161,6 +163,31 @@ def test_every_error_is_logged_under_its_request_id(client, caplog):
         client.get("/memories", params={"limit": 0}, headers={"X-Request-ID": "find-me-43"})
     assert re.search(r"request find-me-42: GET /memories/nope answered 404", caplog.text)
     assert re.search(r"request find-me-43: GET /memories answered 422", caplog.text)
+
+
+def test_a_path_cannot_forge_log_lines(client, caplog):
+    with caplog.at_level(logging.INFO, logger="mnemo"):
+        client.get("/memories/x%0arequest forged: GET / answered 200")
+    assert "\nrequest forged" not in caplog.text
+    assert "x\\x0arequest forged" in caplog.text
+
+
+def test_whatever_escapes_every_handler_is_a_json_500_with_the_request_id(caplog):
+    async def broken(scope, receive, send):
+        raise RuntimeError("/srv/secret.py exploded")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [(b"x-request-id", b"r-9")]}
+    with caplog.at_level(logging.INFO, logger="mnemo"):
+        asyncio.run(RequestId(broken)(scope, None, send))
+    assert sent[0]["status"] == 500 and (b"x-request-id", b"r-9") in sent[0]["headers"]
+    assert orjson.loads(sent[1]["body"]) == {"detail": "Internal server error",
+                                             "error_code": "INTERNAL_SERVER_ERROR", "request_id": "r-9"}
+    assert "request r-9: GET /x failed" in caplog.text and "exploded" in caplog.text
 
 
 def test_errors_raised_at_the_edge_carry_the_request_id_too(client_with):
