@@ -142,6 +142,14 @@ def test_every_memory_operation_describes_its_errors_and_is_protected(document):
             assert "413" in operation["responses"], operation["operationId"]
 
 
+def test_every_error_answer_declares_its_request_id(document):
+    for name, response in document["components"]["responses"].items():
+        assert response["headers"]["X-Request-ID"] == {"$ref": "#/components/headers/RequestId"}, name
+        schema = response["content"]["application/json"]["schema"]
+        target = _resolve(document, schema)
+        assert target["properties"]["request_id"]["type"] == "string", name
+
+
 def test_the_jwt_scheme_is_a_bearer_jwt(document):
     scheme = document["components"]["securitySchemes"]["JWT"]
     assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
