@@ -35,8 +35,8 @@ LEEWAY_S = 10
 # A user id is an Identifier of the document: at most 255 characters, no control characters.
 MAX_USER_ID = 255
 
-OPEN_ACCESS = {"sub": None, "scopes": [ADMIN_SCOPE], "via": "open"}
-KEY_ACCESS = {"sub": None, "scopes": [ADMIN_SCOPE], "via": "security_key"}
+OPEN_ACCESS = {"sub": None, "scopes": (ADMIN_SCOPE,), "via": "open"}
+KEY_ACCESS = {"sub": None, "scopes": (ADMIN_SCOPE,), "via": "security_key"}
 
 
 class ForbiddenProblem(ClientProblem):
@@ -70,12 +70,12 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
 
     def with_security_key(request):
         if expected is None:
-            return OPEN_ACCESS if verify_jwt is None else NO_VALUE
+            return dict(OPEN_ACCESS) if verify_jwt is None else NO_VALUE
         # Starlette decodes headers as latin-1, so this gives back the bytes that were sent.
         presented = bearer_token(request).encode("latin-1", "replace")
         if not hmac.compare_digest(presented, expected):
             raise OAuthProblem(detail="Invalid authentication token")
-        return KEY_ACCESS
+        return dict(KEY_ACCESS)
 
     def with_jwt(request, required_scopes: frozenset[str]):
         if verify_jwt is None:
@@ -122,7 +122,7 @@ class JwtVerifier:
                 raise ForbiddenProblem(f"This token lacks the scope {', '.join(missing)}")
             if sub is None:
                 raise ForbiddenProblem("The token names no user (sub claim)")
-        return {"sub": sub, "scopes": scopes, "via": "jwt"}
+        return {"sub": sub, "scopes": tuple(scopes), "via": "jwt"}
 
     def claims(self, token: str) -> dict:
         try:
