@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from mnemo.app import create_app
 from mnemo.config import JwtConfig
 
-from .conftest import make_settings
+from .conftest import make_settings, stored_memory
 from .tokens import ADMIN, ALL_USER_SCOPES, bearer, rs256, rsa_keys
 
-USERS = ["alice", "bob", "carol", "dave", "erin"]
+USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
 WORDS = ["coffee", "tea", "chess", "rust"]
 TOPICS = ["food", "games", "work"]
-MEMORIES_PER_USER = 4
+MEMORIES_PER_USER = 4 + 1  # four created through the API, one shared with an agent and a team
 
 
 @pytest.fixture
@@ -35,12 +35,23 @@ def world(catalog, table_name, repository):
         ids = {}
         for n, user in enumerate(USERS):
             ids[user] = []
-            for i in range(MEMORIES_PER_USER):
+            for i in range(MEMORIES_PER_USER - 1):
                 body = {"memory": f"{user} likes {WORDS[(n + i) % len(WORDS)]}", "user_id": user,
                         "topics": [TOPICS[(n + i) % len(TOPICS)], f"{user}-only"]}
                 created = client.post("/memories", json=body, headers=admin)
                 assert created.status_code == 200, created.text
                 ids[user].append(created.json()["memory_id"])
+        # Memories an agent and a team share across users, and some with no user at all (as an
+        # import can leave them): filters on agent_id or team_id must not cross users either.
+        shared = [stored_memory(f"shared-{user}", user_id=user, memory=f"{user} likes coffee",
+                                topics=["food"], agent_id="shared-agent", team_id="shared-team")
+                  for user in USERS]
+        orphans = [stored_memory(f"orphan-{n}", user_id=None, memory="nobody likes tea", topics=["food"],
+                                 agent_id="shared-agent") for n in range(2)]
+        repository.insert([*shared, *orphans])
+        for user in USERS:
+            ids[user].append(f"shared-{user}")
+        ids[None] = [m.memory_id for m in orphans]
         tokens = {user: bearer(rs256(sub=user, scopes=ALL_USER_SCOPES)) for user in USERS}
         yield client, repository, ids, tokens
 
@@ -76,8 +87,10 @@ def calls(draw, ids):
     if kind == "get":
         return "GET", f"/memories/{draw(memory_id)}", _query(user_id=draw(user_ids)), None
     if kind == "list":
+        shared = st.sampled_from(["shared-agent", "shared-team"]) | st.none()
         return "GET", "/memories", _query(user_id=draw(user_ids), search_content=draw(search),
-                                          topics=draw(topics) or None,
+                                          topics=draw(topics) or None, agent_id=draw(shared),
+                                          team_id=draw(shared), limit=draw(st.sampled_from([1, 20, 500])),
                                           sort_order=draw(st.sampled_from(["asc", "desc"]))), None
     if kind == "topics":
         return "GET", "/memory_topics", _query(user_id=draw(user_ids)), None
@@ -185,6 +198,15 @@ def test_a_search_matching_everyones_memories_finds_only_the_callers(world):
     assert sorted(m["memory_id"] for m in listed["data"]) == sorted(ids["carol"])
 
 
+def test_an_agent_or_team_filter_shared_by_everyone_still_finds_only_the_callers(world):
+    client, _, ids, tokens = world
+    for query in ({"agent_id": "shared-agent"}, {"team_id": "shared-team"},
+                  {"agent_id": "shared-agent", "user_id": "alice"}):
+        listed = client.get("/memories", params=query, headers=tokens["bob"]).json()
+        assert [m["memory_id"] for m in listed["data"]] == ["shared-bob"], query
+        assert listed["meta"]["total_count"] == 1
+
+
 def test_a_create_is_stored_under_the_caller_whatever_the_body_says(world):
     client, _, _, tokens = world
     for user_id in ("alice", None, ""):
@@ -211,7 +233,7 @@ def test_an_administrator_reads_changes_and_deletes_anyones_and_filters_freely(w
     listed = client.get("/memories", params={"user_id": "alice"}, headers=admin).json()
     assert {m["user_id"] for m in listed["data"]} == {"alice"}
     everyone = client.get("/memories", params={"limit": 100}, headers=admin).json()
-    assert everyone["meta"]["total_count"] == len(USERS) * MEMORIES_PER_USER
+    assert everyone["meta"]["total_count"] == len(USERS) * MEMORIES_PER_USER + len(ids[None])
     created = client.post("/memories", json={"memory": "for carol", "user_id": "carol"}, headers=admin)
     assert created.json()["user_id"] == "carol"
     assert client.patch(f"/memories/{ids['alice'][1]}", json={"memory": "edited", "user_id": "alice"},

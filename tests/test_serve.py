@@ -19,6 +19,7 @@ def test_mnemo_serve_answers_over_http_and_stops_cleanly_on_sigterm(serve, datab
     assert fetched == created
     assert httpx.get(f"{base}/memory_topics", headers=auth).json() == ["music"]
     assert httpx.get(f"{base}/docs/").status_code == 200
+    assert "server" not in httpx.get(f"{base}/health").headers
 
 
 def test_several_worker_processes_write_at_once_without_losing_anything(serve):
@@ -37,6 +38,8 @@ def test_several_worker_processes_write_at_once_without_losing_anything(serve):
     stats = httpx.get(f"{base}/user_memory_stats").json()["data"]
     assert sorted(s["total_memories"] for s in stats) == [40, 40, 40]
     assert httpx.get(f"{base}/memory_topics").json() == [f"t{i}" for i in range(5)]
+    # No answer names the software behind it, with gunicorn's workers as with uvicorn alone.
+    assert "server" not in httpx.get(f"{base}/health").headers
 
 
 def test_serve_refuses_a_bad_setting_with_exit_code_2(monkeypatch, capsys):
