@@ -14,7 +14,7 @@ from mnemo.cli import build_parser
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 CODE = [ROOT / "mnemo", ROOT / "storage", ROOT / "handlers"]
-ENV_NAME = re.compile(r"\b(?:MNEMO_[A-Z_]+|OS_SECURITY_KEY)\b")
+ENV_NAME = re.compile(r"\b(?:MNEMO_[A-Z_]+|OS_SECURITY_KEY|JWT_VERIFICATION_KEY)\b")
 
 
 def table(heading: str) -> dict[str, str]:
