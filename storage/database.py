@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sqlite3
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -100,12 +98,6 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
 
-    # The writers of one process take turns here before they ask SQLite for its write lock. A
-    # thread that finds the lock taken waits in SQLite's busy handler, which polls with sleeps
-    # that grow to 100 ms; a queue of threads hands the turn on the moment a writer is done.
-    # Writers in other processes still meet in the busy handler, but only one per process.
-    writer_turn = threading.Lock()
-
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         options = conn.get_execution_options()
@@ -114,26 +106,12 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         if not options.get(WRITES, False):
             conn.exec_driver_sql("BEGIN")
             return
-        if not writer_turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
-            raise exc.OperationalError("BEGIN IMMEDIATE", None,
-                                       sqlite3.OperationalError("database is locked"))
-        # Held until the connection is back in the pool, that is after COMMIT or ROLLBACK.
-        conn.connection.record_info[_HOLDS_WRITER_TURN] = writer_turn
         # A writer takes SQLite's write lock when it begins. A deferred transaction that reads
         # first and writes later cannot wait for the lock (SQLite answers "database is locked"
         # at once to avoid deadlock), which is what breaks several worker processes.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_connection, record):
-        turn = record.record_info.pop(_HOLDS_WRITER_TURN, None)
-        if turn is not None:
-            turn.release()
-
     return engine
-
-
-_HOLDS_WRITER_TURN = "mnemo_holds_writer_turn"
 
 
 def single_statement_reads(engine: sa.Engine) -> sa.Engine:
