@@ -117,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         dataset = build_dataset(args.dataset_script, size)
         for backend in args.backends.split(","):
             results = run_side_by_side(results, load, servers, backend, size, dataset, operations, args)
+            RESULTS.mkdir(exist_ok=True)
             results_file.write_text(json.dumps([asdict(r) for r in results], indent=1))
 
+    RESULTS.mkdir(exist_ok=True)
     results_file.write_text(json.dumps([asdict(r) for r in results], indent=1))
     (RESULTS / "RESULTS.md").write_text(report(results, args))
     chart(results, ROOT / "docs" / "performance.png")
