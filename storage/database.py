@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -91,7 +93,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         # Take transactions out of the driver's hands so that _on_begin decides how they start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor)
         # FULL: a commit is on disk (WAL fsync) before the client hears of it.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -112,6 +114,26 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode, waiting for the lock that takes as writers do.
+
+    Switching to WAL needs an exclusive lock, and SQLite does not wait for it through the busy
+    handler: processes that open a new database file at the same moment (workers starting
+    together, `mnemo migrate` beside `mnemo serve`) would otherwise fail with "database is
+    locked". The mode is kept in the file, so once one connection has switched, the others'
+    pragma finds it done.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def single_statement_reads(engine: sa.Engine) -> sa.Engine:

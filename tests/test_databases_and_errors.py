@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import psycopg
 import pytest
 
 from mnemo.app import create_app
 from storage import Catalog, Database
+from storage.database import create_engine
 
 from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables, error_json, make_settings
 
@@ -201,3 +203,31 @@ def test_a_write_on_a_connection_the_server_dropped_is_503_and_the_next_one_succ
         assert failed.json()["error_code"] == "DATABASE_UNAVAILABLE"
         assert client.post("/memories", json={"memory": "second", "user_id": "u"}).status_code == 200
         assert [m["memory"] for m in client.get("/memories").json()["data"]] == ["second"]
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_get_connections(tmp_path):
+    # Switching a new file to WAL takes an exclusive lock that SQLite does not wait for by
+    # itself; workers starting together used to fail with "database is locked".
+    for attempt in range(20):
+        url = f"sqlite:///{tmp_path}/fresh-{attempt}.db"
+        engines = [create_engine(url) for _ in range(4)]
+        start = threading.Barrier(len(engines))
+        failures = []
+
+        def connect(engine, start=start, failures=failures):
+            start.wait()
+            try:
+                with engine.connect() as connection:
+                    mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+                    assert mode == "wal"
+            except Exception as error:  # noqa: BLE001 - collected and reported below
+                failures.append(error)
+
+        threads = [threading.Thread(target=connect, args=(engine,)) for engine in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for engine in engines:
+            engine.dispose()
+        assert failures == []
