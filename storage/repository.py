@@ -8,17 +8,18 @@ writer takes the database's write lock when it begins.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .database import WRITES, single_statement_reads, unavailable_as_error
+from .database import WRITES, commits, single_statement_reads, unavailable_as_error, writer_turn
 from .schema import MemoryTables
 
 SORT_COLUMNS = ("updated_at", "created_at")
@@ -97,6 +98,8 @@ class MemoryRepository:
         self._writer = engine.execution_options(**{WRITES: True})
         self._reader = single_statement_reads(engine)
         self.tables = tables
+        # Creates made at the same time share a commit (and its flush to disk).
+        self._creates = commits(engine, self._writing, lambda conn, items: self._insert(conn, items))
         m, t, s = tables.memories, tables.topics, tables.user_stats
         self._m, self._t, self._s = m, t, s
         self._memory_columns = (
@@ -193,6 +196,12 @@ class MemoryRepository:
             s.c.user_id.in_(sa.bindparam("user_ids", expanding=True)),
             s.c.total_memories <= 0,
         )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        """A write transaction, begun once it is this writer's turn (see database.WriterQueue)."""
+        with writer_turn(self._engine), self._writer.begin() as conn:
+            yield conn
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -400,15 +409,14 @@ class MemoryRepository:
             created_at=now,
             updated_at=now,
         )
-        with self._writer.begin() as conn:
-            self._insert(conn, [created])
+        self._creates.submit(created)
         return created
 
     @unavailable_as_error
     def insert(self, memories: Sequence[Memory]) -> None:
         """Store complete memories as given (ids and timestamps kept), in one transaction."""
         memories = [replace(m, topics=unique_topics(m.topics)) for m in memories]
-        with self._writer.begin() as conn:
+        with self._writing() as conn:
             self._insert(conn, memories)
 
     @unavailable_as_error
@@ -437,7 +445,7 @@ class MemoryRepository:
     ) -> Memory | None:
         """Replace the text and topics of ``user_id``'s memory; None if it has no such memory."""
         topics = unique_topics(topics)
-        with self._writer.begin() as conn:
+        with self._writing() as conn:
             conn.execute(self._lock_users, {"user_ids": [user_id]}).all()
             row = conn.execute(
                 self._select_by_id_and_user.with_for_update(),
@@ -478,7 +486,7 @@ class MemoryRepository:
         scope = [m.c.memory_id.in_(ids)]
         if user_id is not None:
             scope.append(m.c.user_id == user_id)
-        with self._writer.begin() as conn:
+        with self._writing() as conn:
             owners = conn.execute(
                 sa.select(m.c.user_id).distinct().where(*scope, m.c.user_id.is_not(None))
             ).scalars().all()
@@ -506,7 +514,7 @@ class MemoryRepository:
         index, for one) until autovacuum catches up.
         """
         quote = self._engine.dialect.identifier_preparer.quote
-        with self._writer.begin() as conn:
+        with self._writing() as conn:
             for table in (self._m, self._t, self._s):
                 conn.exec_driver_sql(f"ANALYZE {quote(table.name)}")
 
