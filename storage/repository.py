@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .database import WRITES, commits, single_statement_reads, unavailable_as_error, writer_turn
+from .database import WRITES, bulk_cache, commits, single_statement_reads, unavailable_as_error, writer_turn
 from .schema import MemoryTables
 
 SORT_COLUMNS = ("updated_at", "created_at")
@@ -416,7 +416,7 @@ class MemoryRepository:
     def insert(self, memories: Sequence[Memory]) -> None:
         """Store complete memories as given (ids and timestamps kept), in one transaction."""
         memories = [replace(m, topics=unique_topics(m.topics)) for m in memories]
-        with self._writing() as conn:
+        with self._writing() as conn, bulk_cache(conn):
             self._insert(conn, memories)
 
     @unavailable_as_error

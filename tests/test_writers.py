@@ -16,7 +16,14 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from storage.database import GroupCommit, WriterQueue, create_engine, writer_turn
+from storage.database import (
+    BULK_CACHE_KIB,
+    GroupCommit,
+    WriterQueue,
+    bulk_cache,
+    create_engine,
+    writer_turn,
+)
 
 WRITERS = 8
 CREATES_EACH = 25
@@ -190,3 +197,14 @@ def _child_tries_the_queue(queue: WriterQueue, answer) -> None:
         answer.put("waited")
     else:
         answer.put("went ahead")
+
+
+def test_a_bulk_write_gets_a_large_page_cache_and_gives_it_back(sqlite_file):
+    engine, _ = sqlite_file
+    with engine.begin() as connection:
+        default = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        with bulk_cache(connection):
+            during = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        after = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    assert during == -BULK_CACHE_KIB
+    assert after == default
