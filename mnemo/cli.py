@@ -12,7 +12,9 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,8 @@ from . import __version__
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+# Where prometheus_client's multiprocess mode keeps the workers' values (mnemo.metrics).
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 
 log = logging.getLogger("mnemo")
 
@@ -29,10 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Connexion imports Starlette's test client at import time, which warns on every start.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    logging.basicConfig(
-        level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from . import logs
+    from .config import ConfigError, log_format
+
+    try:
+        chosen_format = log_format()
+    except ConfigError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(args.log_level.upper() if hasattr(args, "log_level") else "INFO", chosen_format)
     # Alembic narrates every step at INFO; what Mnemo did is reported by Mnemo.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     return args.run(args)
@@ -66,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         "MNEMO_DATABASE_URL (default sqlite:///./memories.db), MNEMO_SECURITY_KEY "
         "(or OS_SECURITY_KEY), MNEMO_JWT_VERIFICATION_KEY (or JWT_VERIFICATION_KEY), "
         "MNEMO_JWT_ALGORITHM, MNEMO_JWT_AUDIENCE, MNEMO_MAX_BODY_BYTES, MNEMO_RATE_LIMIT, "
-        "MNEMO_CORS_ORIGINS, MNEMO_DB_ID, MNEMO_TABLE, MNEMO_VALIDATE_RESPONSES; "
+        "MNEMO_CORS_ORIGINS, MNEMO_METRICS_TOKEN, MNEMO_LOG_FORMAT, MNEMO_DB_ID, MNEMO_TABLE, "
+        "MNEMO_VALIDATE_RESPONSES; "
         "or, for several databases, a config file (--config or MNEMO_CONFIG).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
@@ -200,6 +210,29 @@ def _positive(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Before anything imports prometheus_client, which chooses where values live as it loads.
+    metrics_directory = _own_metrics_directory(args.workers)
+    try:
+        return _serve_configured(args)
+    finally:
+        if metrics_directory is not None:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+def _own_metrics_directory(workers: int) -> str | None:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for them to keep their metrics in
+    (its path); with one, none at all. One inherited from the environment is never used: its
+    files would add an earlier run's counts to this one's."""
+    os.environ.pop(MULTIPROCESS_DIRECTORY, None)
+    if workers == 1:
+        return None
+    directory = tempfile.mkdtemp(prefix="mnemo-metrics-")
+    os.environ[MULTIPROCESS_DIRECTORY] = directory
+    log.info("workers keep their metrics in %s until the server stops", directory)
+    return directory
+
+
+def _serve_configured(args: argparse.Namespace) -> int:
     from connexion.exceptions import InvalidSpecification
 
     from storage import DatabaseUnavailable, SchemaError, Status
@@ -242,6 +275,10 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            # Its loggers hand their lines to the root logger, in Mnemo's format; mnemo.access
+            # logs each request, so uvicorn's access log would only double it.
+            log_config=None,
+            access_log=False,
             timeout_graceful_shutdown=30,
             server_header=False,
         )
@@ -488,6 +525,8 @@ def _serve_with_gunicorn(args: argparse.Namespace) -> int:
             self.cfg.set("worker_class", "mnemo.worker.MnemoWorker")
             self.cfg.set("loglevel", args.log_level)
             self.cfg.set("graceful_timeout", 30)
+            self.cfg.set("logger_class", "mnemo.worker.MnemoLogger")
+            self.cfg.set("child_exit", _worker_exited)
 
         def load(self):
             # Runs in each worker after the fork: every worker gets its own pools.
@@ -497,6 +536,14 @@ def _serve_with_gunicorn(args: argparse.Namespace) -> int:
 
     MnemoGunicorn().run()
     return 0
+
+
+def _worker_exited(_arbiter, worker) -> None:
+    """Gunicorn's child_exit hook, in the master: the worker's gauges stop counting (its
+    counters and histograms stay in the sums, as counters must)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 if __name__ == "__main__":
