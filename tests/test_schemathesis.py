@@ -92,8 +92,11 @@ WITH_KEY.app = WITH_JWT.app = SERVED
 def test_every_answer_of_every_operation_keeps_the_contract_with_the_security_key(case, served):
     SERVED.app, _ = served
     response = case.call_and_validate()
-    # The credential is accepted, with every scope the operation needs.
-    assert response.status_code not in (401, 403), response.text
+    # The credential is accepted, with every scope the operation needs. (Schemathesis also
+    # sends cases without it, for an operation with a single scheme such as /metrics; those
+    # are 401, which its own auth checks expect.)
+    if "Authorization" in response.request.headers:
+        assert response.status_code not in (401, 403), response.text
 
 
 @WITH_JWT.parametrize()
@@ -101,8 +104,11 @@ def test_every_answer_of_every_operation_keeps_the_contract_with_the_security_ke
 def test_every_answer_of_every_operation_keeps_the_contract_with_a_users_jwt(case, served):
     SERVED.app, _ = served
     response = case.call_and_validate()
-    # The credential is accepted, with every scope the operation needs.
-    assert response.status_code not in (401, 403), response.text
+    # The credential is accepted, with every scope the operation needs. (Schemathesis also
+    # sends cases without it, for an operation with a single scheme such as /metrics; those
+    # are 401, which its own auth checks expect.)
+    if "Authorization" in response.request.headers:
+        assert response.status_code not in (401, 403), response.text
 
 
 @pytest.mark.parametrize("credential", TOKENS)
