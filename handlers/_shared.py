@@ -11,6 +11,7 @@ from mnemo.errors import REQUEST_ID_HEADER, error_body
 from storage import Memory, MemoryRepository, Page
 
 CATALOG = "mnemo.catalog"  # the Flask extension under which create_app keeps the Catalog
+METRICS = "mnemo.metrics"  # ... and the metrics' mnemo.metrics.Exposition
 
 
 def repository(db_id: str | None, table: str | None) -> MemoryRepository:

@@ -14,10 +14,10 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.middleware.cors import CORSMiddleware
 
-from handlers._shared import CATALOG
+from handlers._shared import CATALOG, METRICS
 from storage import Catalog, Database
 
-from . import errors, oas31
+from . import errors, metrics, oas31
 from .auth import bearer_security
 from .config import Settings
 from .edge import (
@@ -27,6 +27,7 @@ from .edge import (
     RefuseControlCharactersInPath,
     RequestId,
     array_query_parameters,
+    operation_names,
 )
 
 log = logging.getLogger("mnemo")
@@ -87,18 +88,20 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         __name__,
         lifespan=lifespan,
         jsonifier=Jsonifier(_Orjson),
-        security_map={"bearer": bearer_security(settings.security_key, settings.jwt)},
+        security_map={"bearer": bearer_security(settings.security_key, settings.jwt, settings.metrics_token)},
         validator_map=oas31.VALIDATOR_MAP,
         uri_parser_class=oas31.URIParser,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
     app.add_api(document, validate_responses=settings.validate_responses)
     app.app.extensions[CATALOG] = catalog
+    app.app.extensions[METRICS] = metrics.Exposition(catalog)
+    metrics.watch_pools(catalog)
     for error_class, handler in errors.handlers(document):
         app.add_error_handler(error_class, handler)
     # Each one is added inside the ones before it: RequestId sees every request first.
     edge = MiddlewarePosition.BEFORE_EXCEPTION
-    app.add_middleware(RequestId, position=edge)
+    app.add_middleware(RequestId, position=edge, operations=operation_names(document))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, position=edge, **cors_options(settings.cors_origins))
     app.add_middleware(RefuseControlCharactersInPath, position=edge)

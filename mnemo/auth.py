@@ -12,6 +12,11 @@ answers with the caller as a dict (Connexion hands it to handlers as ``token_inf
   scope must be among them (403 if not), and the token must name its user;
 * with neither configured the API is open, every caller an admin, and the server says so.
 
+``/metrics`` has a scheme of its own (``MetricsToken``), for the scraper: the metrics token
+when one is configured, the security key, or an administrator's JWT; a user's JWT is 403 (the
+metrics count every user's requests and memories). It is open only when nothing at all is
+configured, like the rest of the API.
+
 Handlers never look inside: ``owner`` tells them which user an operation applies to.
 """
 
@@ -37,6 +42,10 @@ MAX_USER_ID = 255
 
 OPEN_ACCESS = {"sub": None, "scopes": (ADMIN_SCOPE,), "via": "open"}
 KEY_ACCESS = {"sub": None, "scopes": (ADMIN_SCOPE,), "via": "security_key"}
+# The metrics token grants no scope: it opens /metrics and nothing else.
+METRICS_ACCESS = {"sub": None, "scopes": (), "via": "metrics_token"}
+# The vendor extension that marks the document's security scheme for /metrics.
+METRICS_SCHEME = "x-mnemo-metrics"
 
 
 class ForbiddenProblem(ClientProblem):
@@ -56,9 +65,9 @@ def owner(token_info: dict, asked: str | None) -> str | None:
     return asked if is_admin(token_info) else token_info["sub"]
 
 
-def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = None
-                    ) -> type[BearerSecurityHandler]:
-    """A Connexion security handler for the document's two bearer schemes."""
+def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = None,
+                    metrics_token: str | None = None) -> type[BearerSecurityHandler]:
+    """A Connexion security handler for the document's bearer schemes."""
     if security_key is None and jwt_config is None:
         log.warning(
             "No security key (MNEMO_SECURITY_KEY or OS_SECURITY_KEY) and no JWT verification key "
@@ -77,6 +86,22 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
             raise OAuthProblem(detail="Invalid authentication token")
         return dict(KEY_ACCESS)
 
+    metrics_expected = metrics_token.encode() if metrics_token is not None else None
+    admin_only = frozenset({ADMIN_SCOPE})
+
+    def with_metrics_credential(request):
+        if expected is None and verify_jwt is None and metrics_expected is None:
+            return dict(OPEN_ACCESS)
+        token = bearer_token(request)
+        presented = token.encode("latin-1", "replace")
+        if metrics_expected is not None and hmac.compare_digest(presented, metrics_expected):
+            return dict(METRICS_ACCESS)
+        if expected is not None and hmac.compare_digest(presented, expected):
+            return dict(KEY_ACCESS)
+        if verify_jwt is not None:
+            return verify_jwt(token, admin_only)
+        raise OAuthProblem(detail="Invalid authentication token")
+
     def with_jwt(request, required_scopes: frozenset[str]):
         if verify_jwt is None:
             return NO_VALUE
@@ -84,6 +109,8 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
 
     class MnemoBearer(BearerSecurityHandler):
         def get_fn(self, security_scheme, required_scopes):
+            if security_scheme.get(METRICS_SCHEME):
+                return with_metrics_credential
             if security_scheme.get("bearerFormat") == "JWT":
                 return partial(with_jwt, required_scopes=frozenset(required_scopes or ()))
             return with_security_key

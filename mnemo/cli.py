@@ -12,7 +12,9 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,8 @@ from . import __version__
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+# Where prometheus_client's multiprocess mode keeps the workers' values (mnemo.metrics).
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 
 log = logging.getLogger("mnemo")
 
@@ -29,13 +33,60 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Connexion imports Starlette's test client at import time, which warns on every start.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    logging.basicConfig(
-        level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from . import logs
+    from .config import ConfigError, log_format
+
+    try:
+        chosen_format = log_format()
+    except ConfigError as error:
+        print(f"mnemo: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(args.log_level.upper() if hasattr(args, "log_level") else "INFO", chosen_format)
     # Alembic narrates every step at INFO; what Mnemo did is reported by Mnemo.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except Stop as stop:
+        print(f"mnemo: {stop}", file=sys.stderr)
+        return stop.code
+
+
+class Stop(Exception):
+    """Ends a command with exit code ``code``; its message says why (main prints it)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _open_catalog(args: argparse.Namespace, db_id: str | None = None):
+    """The configured databases as a catalog, and the id of the one ``db_id`` names (the
+    first without it); Stop with exit code 2 for settings Mnemo cannot use."""
+    from .app import build_catalog
+    from .config import ConfigError, Settings
+
+    try:
+        settings = Settings.from_env(config_path=args.config)
+        chosen = settings.database(db_id).db_id
+        return build_catalog(settings), chosen
+    except (ConfigError, ValueError) as error:
+        raise Stop(EXIT_USAGE, str(error)) from None
+
+
+@contextlib.contextmanager
+def _database_trouble(catalog, unavailable: Callable[[Exception], str]):
+    """Around work on ``catalog``, which is disposed of afterwards: an unreachable database
+    (worded by ``unavailable``) or a schema Mnemo cannot serve is a Stop with exit code 1."""
+    from storage import DatabaseUnavailable, SchemaError
+
+    try:
+        yield
+    except DatabaseUnavailable as error:
+        raise Stop(EXIT_FAILURE, unavailable(error)) from None
+    except SchemaError as error:
+        raise Stop(EXIT_FAILURE, str(error)) from None
+    finally:
+        catalog.dispose()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         "MNEMO_DATABASE_URL (default sqlite:///./memories.db), MNEMO_SECURITY_KEY "
         "(or OS_SECURITY_KEY), MNEMO_JWT_VERIFICATION_KEY (or JWT_VERIFICATION_KEY), "
         "MNEMO_JWT_ALGORITHM, MNEMO_JWT_AUDIENCE, MNEMO_MAX_BODY_BYTES, MNEMO_RATE_LIMIT, "
-        "MNEMO_CORS_ORIGINS, MNEMO_DB_ID, MNEMO_TABLE, MNEMO_VALIDATE_RESPONSES; "
+        "MNEMO_CORS_ORIGINS, MNEMO_METRICS_TOKEN, MNEMO_LOG_FORMAT, MNEMO_DB_ID, MNEMO_TABLE, "
+        "MNEMO_VALIDATE_RESPONSES; "
         "or, for several databases, a config file (--config or MNEMO_CONFIG).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
@@ -200,35 +252,52 @@ def _positive(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Before anything imports prometheus_client, which chooses where values live as it loads.
+    inherited = os.environ.pop(MULTIPROCESS_DIRECTORY, None)
+    metrics_directory = _own_metrics_directory(args.workers)
+    try:
+        return _serve_configured(args)
+    finally:
+        # As it was: whoever called serve (a test, in-process) keeps its own environment.
+        os.environ.pop(MULTIPROCESS_DIRECTORY, None)
+        if inherited is not None:
+            os.environ[MULTIPROCESS_DIRECTORY] = inherited
+        if metrics_directory is not None:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+def _own_metrics_directory(workers: int) -> str | None:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for them to keep their metrics in
+    (its path); with one, none at all. One inherited from the environment is never used: its
+    files would add an earlier run's counts to this one's."""
+    if workers == 1:
+        return None
+    directory = tempfile.mkdtemp(prefix="mnemo-metrics-")
+    os.environ[MULTIPROCESS_DIRECTORY] = directory
+    log.info("workers keep their metrics in %s until the server stops", directory)
+    return directory
+
+
+def _serve_configured(args: argparse.Namespace) -> int:
     from connexion.exceptions import InvalidSpecification
 
-    from storage import DatabaseUnavailable, SchemaError, Status
+    from storage import Status
 
-    from .app import build_catalog, load_document
-    from .config import ConfigError, Settings
+    from .app import load_document
 
+    catalog, _ = _open_catalog(args)
     try:
-        settings = Settings.from_env(config_path=args.config)
         load_document()
-        catalog = build_catalog(settings)
-    except (ConfigError, ValueError, InvalidSpecification) as error:
-        print(f"mnemo: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
+    except InvalidSpecification as error:
+        catalog.dispose()
+        raise Stop(EXIT_USAGE, str(error)) from None
+    with _database_trouble(catalog, lambda error: f"cannot open the database: {error}"):
         # The schema is settled once here, before any worker starts, so that workers never
         # race each other to create or migrate it.
         for database in catalog.databases.values():
             for before in database.prepare(migrate=args.migrate):
                 if before.status is not Status.CURRENT:
                     log.info("database %r, table %r: %s", database.db_id, before.table, _upgraded(before))
-    except DatabaseUnavailable as error:
-        print(f"mnemo: cannot open the database: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    except SchemaError as error:
-        print(f"mnemo: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    finally:
-        catalog.dispose()
 
     if args.config:
         # Workers build their app from the environment: hand the file on that way.
@@ -242,6 +311,10 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            # Its loggers hand their lines to the root logger, in Mnemo's format; mnemo.access
+            # logs each request, so uvicorn's access log would only double it.
+            log_config=None,
+            access_log=False,
             timeout_graceful_shutdown=30,
             server_header=False,
         )
@@ -250,20 +323,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from storage import DatabaseUnavailable, SchemaError, Status
+    from storage import Status
 
-    from .app import build_catalog
-    from .config import ConfigError, Settings
-
-    try:
-        catalog = build_catalog(Settings.from_env(config_path=args.config))
-    except (ConfigError, ValueError) as error:
-        print(f"mnemo: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    catalog, _ = _open_catalog(args)
     behind = 0
-    try:
-        # Database by database, in configuration order; each family is its own transaction,
-        # so a failure leaves the families already upgraded at head.
+    database = None
+    # Database by database, in configuration order; each family is its own transaction, so a
+    # failure leaves the families already upgraded at head.
+    with _database_trouble(catalog, lambda error: f"cannot open database {database.db_id!r}: "
+                                                  f"{_reason(error)}"):
         for database in catalog.databases.values():
             if args.check:
                 states = database.schema_states()
@@ -273,14 +341,6 @@ def _migrate(args: argparse.Namespace) -> int:
                 continue
             for before in database.prepare(migrate=True):
                 print(f"{database.db_id}/{before.table}: {_upgraded(before)}")
-    except DatabaseUnavailable as error:
-        print(f"mnemo: cannot open database {database.db_id!r}: {_reason(error)}", file=sys.stderr)
-        return EXIT_FAILURE
-    except SchemaError as error:
-        print(f"mnemo: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    finally:
-        catalog.dispose()
     if behind:
         print(f"mnemo: {behind} table famil{'y is' if behind == 1 else 'ies are'} not at head; "
               "run `mnemo migrate`", file=sys.stderr)
@@ -404,57 +464,39 @@ def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Calla
               file_mode: str | None = None) -> int:
     """Run ``run(repository, [stream,] progress)`` on the chosen memory table, with FILE opened
     when ``file_mode`` says so; print the summary, or why it stopped."""
-    from storage import CatalogError, DatabaseUnavailable, SchemaError
+    from storage import CatalogError
     from storage.agno_source import SourceUnavailable
 
-    from .app import build_catalog
-    from .config import ConfigError, Settings
     from .transfer import BadInput, Progress
 
-    try:
-        settings = Settings.from_env(config_path=args.config)
-        database = settings.database(args.db_id)
-        catalog = build_catalog(settings)
-    except (ConfigError, ValueError) as error:
-        print(f"mnemo: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    catalog, db_id = _open_catalog(args, args.db_id)
     progress = Progress(verb)
-    try:
-        repository = catalog.repository(database.db_id, table)
-        # Only the database in use: another one being down is no reason to refuse.
-        catalog.databases[database.db_id].prepare()
-        if file_mode is None:
-            run(repository, progress)
-        else:
-            try:
-                stream = _open_binary(args.file, file_mode)
-            except OSError as error:
-                print(f"mnemo: cannot open {error.filename}: {error.strerror}", file=sys.stderr)
-                return EXIT_USAGE
-            with stream as handle:
-                run(repository, handle, progress)
-    except (CatalogError, BadInput) as error:
-        print(f"mnemo: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatabaseUnavailable as error:
-        print(f"mnemo: cannot use the database: {_reason(error)}{_so_far(progress)}", file=sys.stderr)
-        return EXIT_FAILURE
-    except SchemaError as error:
-        print(f"mnemo: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    except SourceUnavailable as error:
-        print(f"mnemo: {error}{_so_far(progress)}", file=sys.stderr)
-        return EXIT_FAILURE
-    except BrokenPipeError:
-        # The reader went away (export - | head): not worth a traceback, nor another one when
-        # Python flushes standard output on the way out.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILURE
-    except OSError as error:
-        print(f"mnemo: {_reason(error)}{_so_far(progress)}", file=sys.stderr)
-        return EXIT_FAILURE
-    finally:
-        catalog.dispose()
+    with _database_trouble(catalog, lambda error: f"cannot use the database: {_reason(error)}"
+                                                  f"{_so_far(progress)}"):
+        try:
+            repository = catalog.repository(db_id, table)
+            # Only the database in use: another one being down is no reason to refuse.
+            catalog.databases[db_id].prepare()
+            if file_mode is None:
+                run(repository, progress)
+            else:
+                try:
+                    stream = _open_binary(args.file, file_mode)
+                except OSError as error:
+                    raise Stop(EXIT_USAGE, f"cannot open {error.filename}: {error.strerror}") from None
+                with stream as handle:
+                    run(repository, handle, progress)
+        except (CatalogError, BadInput) as error:
+            raise Stop(EXIT_USAGE, str(error)) from None
+        except SourceUnavailable as error:
+            raise Stop(EXIT_FAILURE, f"{error}{_so_far(progress)}") from None
+        except BrokenPipeError:
+            # The reader went away (export - | head): not worth a traceback, nor another one
+            # when Python flushes standard output on the way out.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILURE
+        except OSError as error:
+            raise Stop(EXIT_FAILURE, f"{_reason(error)}{_so_far(progress)}") from None
     print(progress.summary(), file=sys.stderr)
     return 0
 
@@ -488,6 +530,8 @@ def _serve_with_gunicorn(args: argparse.Namespace) -> int:
             self.cfg.set("worker_class", "mnemo.worker.MnemoWorker")
             self.cfg.set("loglevel", args.log_level)
             self.cfg.set("graceful_timeout", 30)
+            self.cfg.set("logger_class", "mnemo.worker.MnemoLogger")
+            self.cfg.set("child_exit", _worker_exited)
 
         def load(self):
             # Runs in each worker after the fork: every worker gets its own pools.
@@ -497,6 +541,14 @@ def _serve_with_gunicorn(args: argparse.Namespace) -> int:
 
     MnemoGunicorn().run()
     return 0
+
+
+def _worker_exited(_arbiter, worker) -> None:
+    """Gunicorn's child_exit hook, in the master: the worker's gauges stop counting (its
+    counters and histograms stay in the sums, as counters must)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 if __name__ == "__main__":

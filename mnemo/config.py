@@ -34,6 +34,8 @@ DEFAULT_DB_ID = "mnemo"
 DEFAULT_TABLE = "mnemo_memories"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_JWT_ALGORITHM = "RS256"
+LOG_FORMATS = ("text", "json")
+DEFAULT_LOG_FORMAT = "text"
 
 # The algorithms a JWT may be signed with: HMAC with a shared secret, or a signature checked
 # with a public key. Never "none".
@@ -151,6 +153,9 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rate_limit: RateLimit | None = None
     cors_origins: tuple[str, ...] = ()
+    # A bearer token that admits its holder to /metrics and nothing else: for the scraper.
+    metrics_token: str | None = field(default=None, repr=False)
+    log_format: str = DEFAULT_LOG_FORMAT
 
     def __post_init__(self):
         if not self.databases:
@@ -160,6 +165,8 @@ class Settings:
             raise ConfigError("two databases share one id")
         if self.max_body_bytes < 1:
             raise ConfigError("MNEMO_MAX_BODY_BYTES must be at least 1")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"MNEMO_LOG_FORMAT must be text or json, not {self.log_format!r}")
 
     def database(self, db_id: str | None = None) -> DatabaseConfig:
         """The database called ``db_id``, or the default one."""
@@ -193,7 +200,18 @@ class Settings:
             max_body_bytes=_integer(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             rate_limit=RateLimit.parse(env["MNEMO_RATE_LIMIT"]) if env.get("MNEMO_RATE_LIMIT") else None,
             cors_origins=tuple(o.strip() for o in env.get("MNEMO_CORS_ORIGINS", "").split(",") if o.strip()),
+            metrics_token=env.get("MNEMO_METRICS_TOKEN") or None,
+            log_format=log_format(env),
         )
+
+
+def log_format(env: Mapping[str, str] | None = None) -> str:
+    """``MNEMO_LOG_FORMAT``, checked: ``text`` or ``json``."""
+    env = os.environ if env is None else env
+    value = (env.get("MNEMO_LOG_FORMAT") or DEFAULT_LOG_FORMAT).strip().lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"MNEMO_LOG_FORMAT must be text or json, not {env['MNEMO_LOG_FORMAT']!r}")
+    return value
 
 
 def load_databases(path: Path) -> tuple[DatabaseConfig, ...]:

@@ -1,8 +1,8 @@
 """ASGI middleware: the edge every request crosses before Connexion routes it.
 
-In order, outermost first: RequestId (every answer carries an id, every error is logged under
-it), CORS when configured, RefuseControlCharactersInPath, RateLimitPerToken when configured,
-LimitBodySize, CommaSeparatedArrays.
+In order, outermost first: RequestId (every answer carries an id; every request is counted,
+timed and logged under it), CORS when configured, RefuseControlCharactersInPath,
+RateLimitPerToken when configured, LimitBodySize, CommaSeparatedArrays.
 """
 
 from __future__ import annotations
@@ -14,21 +14,29 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from urllib.parse import unquote_plus
+from collections.abc import Callable, Mapping
+from urllib.parse import parse_qs, quote, unquote_plus
 
 import orjson
+from connexion.middleware.abstract import ROUTING_CONTEXT
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import metrics
 from .config import RateLimit
 from .errors import REQUEST_ID_HEADER, error_body
+from .logs import ACCESS_LOGGER
 
 log = logging.getLogger("mnemo")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # A request id a client may choose: short, and harmless in a header, a log line and JSON.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
+# Characters a path keeps in the access log when it is logged as sent: everything else
+# (spaces, quotes, control characters) is percent-encoded, so no path can forge a field.
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
+ACCESS_LINE = "%s %s %d %.1f ms operation=%s request_id=%s%s"
 # Paths no limit applies to: a load balancer's liveness probe must never be turned away.
 UNLIMITED_PATHS = frozenset({"/health"})
 
@@ -53,13 +61,21 @@ async def send_error(scope: Scope, send: Send, status: int, detail: str,
 
 
 class RequestId:
-    """Give every request an id: the client's ``X-Request-ID`` when it is sane, a fresh one
-    otherwise. It goes on to Connexion as the request's header, comes back on the answer, and
-    every error answer is logged under it. Anything that escapes everything else is answered
-    as a plain 500 here, never as a stack trace."""
+    """Give every request an id, and account for it once it is answered.
 
-    def __init__(self, app: ASGIApp):
+    The id is the client's ``X-Request-ID`` when it is sane, a fresh one otherwise. It goes on
+    to Connexion as the request's header and comes back on the answer. Anything that escapes
+    everything else is answered as a plain 500 here, never as a stack trace. Once the answer is
+    sent, the request is counted and timed (mnemo.metrics) and gets its one line in the access
+    log: method, the document's path template (the raw path, percent-encoded, when no operation
+    answered), operationId, status, duration, request id and, when the query names one, db_id.
+    """
+
+    def __init__(self, app: ASGIApp, operations: Mapping[str, tuple[str, str]] | None = None):
         self.app = app
+        # Connexion's name for an operation -> (operationId, the document's path), e.g.
+        # handlers.memories.get_memory -> (get_memory, /memories/{memory_id})
+        self.operations = dict(operations or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +84,11 @@ class RequestId:
         given = request_id_of(scope)
         request_id = given if given is not None and SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         header = (REQUEST_ID_HEADER.encode(), request_id.encode())
-        scope = {**scope, "headers": [*(h for h in scope["headers"] if h[0].lower() != header[0]), header]}
+        # Connexion's routing writes the operation it chose into this dict (inner middleware
+        # copy the scope, but not the dicts in it), which is how the answer is put to its name.
+        extensions = dict(scope.get("extensions") or ())
+        scope = {**scope, "extensions": extensions,
+                 "headers": [*(h for h in scope["headers"] if h[0].lower() != header[0]), header]}
         status = 0
 
         async def send_with_id(message: Message) -> None:
@@ -83,14 +103,57 @@ class RequestId:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("request %s: %s %s failed", request_id, scope["method"], loggable(scope["path"]))
+            log.exception("request %s: %s %s failed", request_id, scope["method"], loggable(scope["path"]),
+                          extra={"fields": {"request_id": request_id}})
             if status:
                 raise
             await send_error(scope, send_with_id, 500, "Internal server error")
-        if status >= 400:
-            log.log(logging.ERROR if status >= 500 else logging.INFO,
-                    "request %s: %s %s answered %d in %.1f ms", request_id, scope["method"],
-                    loggable(scope["path"]), status, (time.perf_counter() - started) * 1000)
+        finally:
+            # status stays 0 when no answer was begun: the client went away first.
+            self.account(scope, request_id, status, time.perf_counter() - started)
+
+    def account(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
+        routed = scope["extensions"].get(ROUTING_CONTEXT, {}).get("operation_id")
+        operation, path = self.operations.get(routed, (routed, None)) if routed else (None, None)
+        metrics.observe(operation, status, seconds)
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        if path is None:
+            path = quote(scope["path"][:300], safe=PATH_SAFE)
+        fields = {"method": scope["method"], "path": path, "operation": operation, "status": status,
+                  "duration_ms": round(seconds * 1000, 3), "request_id": request_id}
+        db_id = db_id_of(scope)
+        if db_id is not None:
+            fields["db_id"] = db_id
+        # The record made directly: logging's search of the stack for the caller's line costs
+        # a good part of the line, and this line always comes from here.
+        access_log.handle(access_log.makeRecord(
+            ACCESS_LOGGER, logging.INFO, __file__, 0, ACCESS_LINE,
+            (scope["method"], path, status, seconds * 1000, operation or "-", request_id,
+             "" if db_id is None else " db_id=" + orjson.dumps(db_id).decode()),
+            None, extra={"fields": fields}))
+
+
+def db_id_of(scope: Scope) -> str | None:
+    """The ``db_id`` query parameter, if the request has one (capped, for the log)."""
+    query = scope.get("query_string", b"")
+    if b"db_id=" not in query:
+        return None
+    values = parse_qs(query.decode("utf-8", "replace"), keep_blank_values=True).get("db_id")
+    return values[0][:300] if values else None
+
+
+def operation_names(document: dict) -> dict[str, tuple[str, str]]:
+    """The name Connexion's routing gives each operation (its x-openapi-router-controller, a
+    dot, its operationId) -> (operationId, the path the document declares it under)."""
+    names = {}
+    for path, item in document.get("paths", {}).items():
+        for operation in item.values():
+            if isinstance(operation, dict) and "operationId" in operation:
+                operation_id = operation["operationId"]
+                controller = operation.get("x-openapi-router-controller")
+                names[f"{controller}.{operation_id}" if controller else operation_id] = (operation_id, path)
+    return names
 
 
 class RefuseControlCharactersInPath:

@@ -66,13 +66,19 @@ def request_id(request) -> str | None:
     return request.headers.get(REQUEST_ID_HEADER) if request is not None else None
 
 
+def about(request) -> dict:
+    """``extra`` for a log line about ``request``: its id, a field of its own in JSON logs."""
+    return {"fields": {"request_id": request_id(request)}}
+
+
 def on_problem(request, problem: ProblemException) -> ConnexionResponse:
     status = problem.status
     headers = dict(problem.headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     if status >= 500:
-        log.error("request %s: %s: %s", request_id(request), problem.title, problem.detail)
+        log.error("request %s: %s: %s", request_id(request), problem.title, problem.detail,
+                  extra=about(request))
         return json_error(request, status, "Internal server error")
     code = "INVALID_JSON" if isinstance(problem, MalformedBodyProblem) else None
     return json_error(request, status, str(problem.detail or problem.title), code, headers)
@@ -102,7 +108,8 @@ def http_exception_handler(allowed: AllowedMethods):
     def on_http_exception(request, error: HTTPException) -> ConnexionResponse:
         status = error.status_code
         if status >= 500:
-            log.error("request %s: HTTP %s: %s", request_id(request), status, error.detail)
+            log.error("request %s: HTTP %s: %s", request_id(request), status, error.detail,
+                      extra=about(request))
             return json_error(request, status, "Internal server error")
         headers = dict(error.headers or {})
         if status == 405:
@@ -124,7 +131,7 @@ def on_catalog_error(request, error: CatalogError) -> ConnexionResponse:
 
 def on_database_unavailable(request, _error: DatabaseUnavailable) -> ConnexionResponse:
     # Storage has logged the driver's own words; they stay in the log (they name hosts and files).
-    log.error("request %s: the database is unavailable", request_id(request))
+    log.error("request %s: the database is unavailable", request_id(request), extra=about(request))
     return json_error(
         request,
         503,
@@ -135,7 +142,7 @@ def on_database_unavailable(request, _error: DatabaseUnavailable) -> ConnexionRe
 
 
 def on_unexpected(request, error: Exception) -> ConnexionResponse:
-    log.error("request %s: unhandled error", request_id(request), exc_info=error)
+    log.error("request %s: unhandled error", request_id(request), exc_info=error, extra=about(request))
     return json_error(request, 500, "Internal server error")
 
 

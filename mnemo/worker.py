@@ -1,10 +1,26 @@
-"""The gunicorn worker ``mnemo serve --workers N`` runs: uvicorn's, without its Server header
-(no answer names the software behind it)."""
+"""What ``mnemo serve --workers N`` runs under gunicorn: uvicorn's worker without its Server
+header (no answer names the software behind it) and without its access log (mnemo.access
+logs each request once), and gunicorn's logger writing Mnemo's format."""
 
 from __future__ import annotations
 
+from gunicorn import glogging
 from uvicorn_worker import UvicornWorker
+
+from .config import log_format
+from .logs import JsonFormatter
 
 
 class MnemoWorker(UvicornWorker):
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "server_header": False}
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "server_header": False, "access_log": False}
+
+
+class MnemoLogger(glogging.Logger):
+    """Gunicorn's own lines (and uvicorn's, which its workers send the same way) as JSON objects
+    when MNEMO_LOG_FORMAT=json; gunicorn's text otherwise."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if log_format() == "json":
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonFormatter())

@@ -7,6 +7,7 @@ nothing a request says can create one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -75,6 +76,15 @@ class Database:
         # Each family is re-read under the migration lock: another process may have got there first.
         return [migration.upgrade(self.engine, state.table, create_only=not migrate)
                 if state.status is not Status.CURRENT else state for state in states]
+
+    def watch_connections(self, taken: Callable[[], None], returned: Callable[[], None]) -> int | None:
+        """Call ``taken`` each time a request takes a connection from the pool and ``returned``
+        each time it gives one back; the pool's size (None for a pool without a fixed size)."""
+        sa.event.listen(self.engine, "checkout", lambda *_: taken())
+        # Also for a connection that died in use: it leaves the pool's count all the same.
+        sa.event.listen(self.engine, "checkin", lambda *_: returned())
+        size = getattr(self.engine.pool, "size", None)
+        return size() if callable(size) else None
 
     def _refuse(self, error: type[Exception], states: list[FamilyState], advice: str = "") -> None:
         if states:

@@ -311,6 +311,13 @@ class MemoryRepository:
         return conn.execute(self._count_all).scalar_one()
 
     @unavailable_as_error(read=True)
+    def count(self) -> int:
+        """How many memories the table holds, from the per-user summaries (plus the memories
+        of no user), without reading the memories themselves."""
+        with self._reader.connect() as conn:
+            return conn.execute(self._count_all).scalar_one()
+
+    @unavailable_as_error(read=True)
     def scan(self, after: str | None, limit: int) -> list[Memory]:
         """Up to ``limit`` memories with ids after ``after``, in memory_id order: one page of a
         walk over the whole table that never holds more than a page, and stays correct (by keyset,

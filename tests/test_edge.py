@@ -157,19 +157,19 @@ def test_a_sane_request_id_from_the_client_is_kept_and_an_odd_one_replaced(clien
         assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["X-Request-ID"])
 
 
-def test_every_error_is_logged_under_its_request_id(client, caplog):
+def test_every_answer_is_logged_under_its_request_id(client, caplog):
     with caplog.at_level(logging.INFO, logger="mnemo"):
         client.get("/memories/nope", headers={"X-Request-ID": "find-me-42"})
         client.get("/memories", params={"limit": 0}, headers={"X-Request-ID": "find-me-43"})
-    assert re.search(r"request find-me-42: GET /memories/nope answered 404", caplog.text)
-    assert re.search(r"request find-me-43: GET /memories answered 422", caplog.text)
+    assert re.search(r"GET /memories/\{memory_id\} 404 .* request_id=find-me-42", caplog.text)
+    assert re.search(r"GET /memories 422 .* request_id=find-me-43", caplog.text)
 
 
 def test_a_path_cannot_forge_log_lines(client, caplog):
     with caplog.at_level(logging.INFO, logger="mnemo"):
         client.get("/memories/x%0arequest forged: GET / answered 200")
     assert "\nrequest forged" not in caplog.text
-    assert "x\\x0arequest forged" in caplog.text
+    assert "/memories/x%0Arequest%20forged:%20GET%20/%20answered%20200" in caplog.text
 
 
 def test_whatever_escapes_every_handler_is_a_json_500_with_the_request_id(caplog):

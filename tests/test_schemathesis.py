@@ -6,7 +6,8 @@ follow the document's links (create -> get/update/delete). Every check is on, am
 response-schema conformance, acceptance of valid and rejection of invalid data, and auth:
 requests carry a credential, and Schemathesis also replays them without it. The server trusts
 both schemes, and everything runs twice: with the security key (an administrator), and with
-a JWT of a user holding every user scope (so every answer goes through per-user isolation).
+a JWT of a user holding every user scope (so every answer goes through per-user isolation;
+/metrics, which such a token may not read, is left out of that run).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def load_schema(token: str):
     )
     schema.config.update(headers={"Authorization": f"Bearer {token}"})
     schema.hook(filter_query)
+    if token == TOKENS["jwt"]:
+        # A user's token is rightly refused /metrics (403): tests/test_metrics.py checks that.
+        schema = schema.exclude(operation_id="get_metrics")
     return schema
 
 
@@ -88,8 +92,11 @@ WITH_KEY.app = WITH_JWT.app = SERVED
 def test_every_answer_of_every_operation_keeps_the_contract_with_the_security_key(case, served):
     SERVED.app, _ = served
     response = case.call_and_validate()
-    # The credential is accepted, with every scope the operation needs.
-    assert response.status_code not in (401, 403), response.text
+    # The credential is accepted, with every scope the operation needs. (Schemathesis also
+    # sends cases without it, for an operation with a single scheme such as /metrics; those
+    # are 401, which its own auth checks expect.)
+    if "Authorization" in response.request.headers:
+        assert response.status_code not in (401, 403), response.text
 
 
 @WITH_JWT.parametrize()
@@ -97,8 +104,11 @@ def test_every_answer_of_every_operation_keeps_the_contract_with_the_security_ke
 def test_every_answer_of_every_operation_keeps_the_contract_with_a_users_jwt(case, served):
     SERVED.app, _ = served
     response = case.call_and_validate()
-    # The credential is accepted, with every scope the operation needs.
-    assert response.status_code not in (401, 403), response.text
+    # The credential is accepted, with every scope the operation needs. (Schemathesis also
+    # sends cases without it, for an operation with a single scheme such as /metrics; those
+    # are 401, which its own auth checks expect.)
+    if "Authorization" in response.request.headers:
+        assert response.status_code not in (401, 403), response.text
 
 
 @pytest.mark.parametrize("credential", TOKENS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -46,6 +48,16 @@ def test_serve_refuses_a_bad_setting_with_exit_code_2(monkeypatch, capsys):
     monkeypatch.setenv("MNEMO_TABLE", "no spaces allowed")
     assert main(["serve"]) == EXIT_USAGE
     assert "table name" in capsys.readouterr().err
+
+
+def test_serve_that_stops_leaves_no_metrics_directory_behind_nor_in_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MNEMO_DATABASE_URL", "sqlite:////nonexistent-directory/memories.db")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert main(["serve", "--workers", "2"]) == EXIT_FAILURE
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_serve_refuses_an_unreachable_database_with_exit_code_1(monkeypatch, capsys):
