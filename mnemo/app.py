@@ -65,7 +65,8 @@ class _Orjson:
 
 
 def build_catalog(settings: Settings) -> Catalog:
-    return Catalog([Database.connect(d.db_id, d.url, list(d.tables)) for d in settings.databases])
+    return Catalog([Database.connect(d.db_id, d.url, list(d.tables), settings.idempotency_ttl)
+                    for d in settings.databases])
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> connexion.FlaskApp:

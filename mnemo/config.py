@@ -26,6 +26,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -34,6 +35,9 @@ DEFAULT_DB_ID = "mnemo"
 DEFAULT_TABLE = "mnemo_memories"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_JWT_ALGORITHM = "RS256"
+# Long enough for any client's retries (hours of an outage included), short enough that the
+# keys of a busy day stay a small table.
+DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 
 # The algorithms a JWT may be signed with: HMAC with a shared secret, or a signature checked
 # with a public key. Never "none".
@@ -151,6 +155,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rate_limit: RateLimit | None = None
     cors_origins: tuple[str, ...] = ()
+    idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
 
     def __post_init__(self):
         if not self.databases:
@@ -160,6 +165,8 @@ class Settings:
             raise ConfigError("two databases share one id")
         if self.max_body_bytes < 1:
             raise ConfigError("MNEMO_MAX_BODY_BYTES must be at least 1")
+        if self.idempotency_ttl <= timedelta(0):
+            raise ConfigError("MNEMO_IDEMPOTENCY_TTL must be at least 1 second")
 
     def database(self, db_id: str | None = None) -> DatabaseConfig:
         """The database called ``db_id``, or the default one."""
@@ -193,6 +200,8 @@ class Settings:
             max_body_bytes=_integer(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             rate_limit=RateLimit.parse(env["MNEMO_RATE_LIMIT"]) if env.get("MNEMO_RATE_LIMIT") else None,
             cors_origins=tuple(o.strip() for o in env.get("MNEMO_CORS_ORIGINS", "").split(",") if o.strip()),
+            idempotency_ttl=timedelta(seconds=_integer(env, "MNEMO_IDEMPOTENCY_TTL",
+                                                       int(DEFAULT_IDEMPOTENCY_TTL.total_seconds()))),
         )
 
 
