@@ -115,8 +115,8 @@ def cors_options(origins: tuple[str, ...]) -> dict:
     return {
         "allow_origins": list(origins),
         "allow_methods": ["GET", "POST", "PATCH", "DELETE"],
-        "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
-        "expose_headers": ["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+        "allow_headers": ["Authorization", "Content-Type", "X-Request-ID", "If-Match", "Idempotency-Key"],
+        "expose_headers": ["X-Request-ID", "Retry-After", "WWW-Authenticate", "ETag", "Idempotent-Replayed"],
         "allow_credentials": False,
         "max_age": 600,
     }

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from mnemo.app import build_catalog
+from mnemo.app import build_catalog, create_app
 from storage import Database, MemoryQuery
 
 from .conftest import DB_ID, error_json, make_settings
@@ -122,6 +122,22 @@ def test_of_racing_conditional_updates_from_one_version_exactly_one_wins(reposit
     assert len(winners) == 1 and outcomes.count("VersionMismatch") == 7
     stored = repository.get(memory.memory_id)
     assert (stored.memory, stored.topics) == (winners[0], [f"t{winners[0][1:]}"])
+
+
+def test_browsers_on_configured_origins_may_send_if_match_and_idempotency_key_and_read_the_etag(
+        catalog, table_name):
+    app = create_app(make_settings(table_name, cors_origins=("https://app.example",)), catalog=catalog)
+    origin = {"Origin": "https://app.example"}
+    with app.test_client() as client:
+        preflight = client.options("/memories/x", headers={
+            **origin, "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "content-type,if-match,idempotency-key"})
+        assert preflight.status_code == 200
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert "if-match" in allowed and "idempotency-key" in allowed
+        created = client.post("/memories", json=BODY, headers={**origin, "Idempotency-Key": "k"})
+        exposed = created.headers["access-control-expose-headers"].lower()
+        assert "etag" in exposed and "idempotent-replayed" in exposed
 
 
 # -- Idempotency-Key ----------------------------------------------------------------------------
