@@ -1,5 +1,22 @@
-"""Liveness of the service itself."""
+"""Liveness of the service, and readiness: whether its databases answer."""
+
+from flask import current_app, request
+
+from mnemo.errors import REQUEST_ID_HEADER, RETRY_AFTER_S, error_body
+
+from ._shared import CATALOG
 
 
 def health():
     return {"status": "ok"}, 200
+
+
+def ready():
+    databases = current_app.extensions[CATALOG].readiness()
+    body = {"databases": {db_id: "ok" if up else "unavailable" for db_id, up in databases.items()}}
+    if all(databases.values()):
+        return {"status": "ok", **body}, 200
+    down = ", ".join(sorted(db_id for db_id, up in databases.items() if not up))
+    problem = error_body(503, f"Unavailable: database {down}", "DATABASE_UNAVAILABLE",
+                         request.headers.get(REQUEST_ID_HEADER))
+    return {"status": "unavailable", **problem, **body}, 503, {"Retry-After": str(RETRY_AFTER_S)}

@@ -9,7 +9,16 @@ from __future__ import annotations
 from mnemo.auth import owner
 from storage import MemoryQuery
 
-from ._shared import memory_json, memory_not_found, page_json, repository, user_id_required
+from ._shared import (
+    etag,
+    idempotency_key,
+    if_match,
+    memory_json,
+    memory_not_found,
+    page_json,
+    repository,
+    user_id_required,
+)
 
 
 def create_memory(body, token_info, db_id=None, table=None):
@@ -17,15 +26,20 @@ def create_memory(body, token_info, db_id=None, table=None):
     user_id = owner(token_info, body.get("user_id"))
     if not user_id:
         return user_id_required()
-    memory = memories.create(memory=body["memory"], user_id=user_id, topics=body.get("topics"))
-    return memory_json(memory), 200
+    key = idempotency_key()
+    if key is None:
+        memory = memories.create(memory=body["memory"], user_id=user_id, topics=body.get("topics"))
+        return memory_json(memory), 200, etag(memory)
+    memory, replayed = memories.create_once(key, memory=body["memory"], user_id=user_id,
+                                            topics=body.get("topics"))
+    return memory_json(memory), 200, {**etag(memory), "Idempotent-Replayed": str(replayed).lower()}
 
 
 def get_memory(memory_id, token_info, user_id=None, db_id=None, table=None):
     memory = repository(db_id, table).get(memory_id, owner(token_info, user_id))
     if memory is None:
         return memory_not_found(memory_id)
-    return memory_json(memory), 200
+    return memory_json(memory), 200, etag(memory)
 
 
 def get_memories(
@@ -62,14 +76,15 @@ def update_memory(memory_id, body, token_info, db_id=None, table=None):
     user_id = owner(token_info, body.get("user_id"))
     if not user_id:
         return user_id_required()
-    memory = memories.update(memory_id, user_id=user_id, memory=body["memory"], topics=body.get("topics"))
+    memory = memories.update(memory_id, user_id=user_id, memory=body["memory"], topics=body.get("topics"),
+                             if_version=if_match())
     if memory is None:
         return memory_not_found(memory_id)
-    return memory_json(memory), 200
+    return memory_json(memory), 200, etag(memory)
 
 
 def delete_memory(memory_id, token_info, user_id=None, db_id=None, table=None):
-    repository(db_id, table).delete([memory_id], owner(token_info, user_id))
+    repository(db_id, table).delete([memory_id], owner(token_info, user_id), if_version=if_match())
     return None, 204
 
 

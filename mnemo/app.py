@@ -66,7 +66,8 @@ class _Orjson:
 
 
 def build_catalog(settings: Settings) -> Catalog:
-    return Catalog([Database.connect(d.db_id, d.url, list(d.tables)) for d in settings.databases])
+    return Catalog([Database.connect(d.db_id, d.url, list(d.tables), settings.idempotency_ttl)
+                    for d in settings.databases])
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> connexion.FlaskApp:
@@ -117,8 +118,8 @@ def cors_options(origins: tuple[str, ...]) -> dict:
     return {
         "allow_origins": list(origins),
         "allow_methods": ["GET", "POST", "PATCH", "DELETE"],
-        "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
-        "expose_headers": ["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+        "allow_headers": ["Authorization", "Content-Type", "X-Request-ID", "If-Match", "Idempotency-Key"],
+        "expose_headers": ["X-Request-ID", "Retry-After", "WWW-Authenticate", "ETag", "Idempotent-Replayed"],
         "allow_credentials": False,
         "max_age": 600,
     }

@@ -26,6 +26,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -36,6 +37,9 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_JWT_ALGORITHM = "RS256"
 LOG_FORMATS = ("text", "json")
 DEFAULT_LOG_FORMAT = "text"
+# Long enough for any client's retries (hours of an outage included), short enough that the
+# keys of a busy day stay a small table.
+DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 
 # The algorithms a JWT may be signed with: HMAC with a shared secret, or a signature checked
 # with a public key. Never "none".
@@ -156,6 +160,7 @@ class Settings:
     # A bearer token that admits its holder to /metrics and nothing else: for the scraper.
     metrics_token: str | None = field(default=None, repr=False)
     log_format: str = DEFAULT_LOG_FORMAT
+    idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
 
     def __post_init__(self):
         if not self.databases:
@@ -167,6 +172,8 @@ class Settings:
             raise ConfigError("MNEMO_MAX_BODY_BYTES must be at least 1")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"MNEMO_LOG_FORMAT must be text or json, not {self.log_format!r}")
+        if self.idempotency_ttl <= timedelta(0):
+            raise ConfigError("MNEMO_IDEMPOTENCY_TTL must be at least 1 second")
 
     def database(self, db_id: str | None = None) -> DatabaseConfig:
         """The database called ``db_id``, or the default one."""
@@ -202,6 +209,8 @@ class Settings:
             cors_origins=tuple(o.strip() for o in env.get("MNEMO_CORS_ORIGINS", "").split(",") if o.strip()),
             metrics_token=env.get("MNEMO_METRICS_TOKEN") or None,
             log_format=log_format(env),
+            idempotency_ttl=timedelta(seconds=_integer(env, "MNEMO_IDEMPOTENCY_TTL",
+                                                       int(DEFAULT_IDEMPOTENCY_TTL.total_seconds()))),
         )
 
 

@@ -15,7 +15,14 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from storage import CatalogError, DatabaseUnavailable, TableWithoutDatabase
+from storage import (
+    CatalogError,
+    DatabaseUnavailable,
+    IdempotencyConflict,
+    IdempotencyKeyReused,
+    TableWithoutDatabase,
+    VersionMismatch,
+)
 
 from .oas31 import MalformedBodyProblem
 
@@ -29,6 +36,7 @@ ERROR_CODES = {
     405: "METHOD_NOT_ALLOWED",
     406: "NOT_ACCEPTABLE",
     409: "CONFLICT",
+    412: "PRECONDITION_FAILED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     422: "VALIDATION_ERROR",
@@ -141,6 +149,19 @@ def on_database_unavailable(request, _error: DatabaseUnavailable) -> ConnexionRe
     )
 
 
+def on_version_mismatch(request, error: VersionMismatch) -> ConnexionResponse:
+    return json_error(request, 412, f"Memory with ID {error} does not exist or has changed since "
+                      "the version If-Match names; nothing was changed", "PRECONDITION_FAILED")
+
+
+def on_idempotency_conflict(request, error: IdempotencyConflict) -> ConnexionResponse:
+    if isinstance(error, IdempotencyKeyReused):
+        return json_error(request, 409, "This Idempotency-Key was already used for a different "
+                          "request; use a new key for a new memory", "IDEMPOTENCY_KEY_REUSED")
+    return json_error(request, 409, "The memory this Idempotency-Key created has since been "
+                      "deleted", "IDEMPOTENT_MEMORY_DELETED")
+
+
 def on_unexpected(request, error: Exception) -> ConnexionResponse:
     log.error("request %s: unhandled error", request_id(request), exc_info=error, extra=about(request))
     return json_error(request, 500, "Internal server error")
@@ -153,5 +174,7 @@ def handlers(document: dict) -> list[tuple[type[Exception], object]]:
         (HTTPException, http_exception_handler(AllowedMethods(document))),
         (CatalogError, on_catalog_error),
         (DatabaseUnavailable, on_database_unavailable),
+        (VersionMismatch, on_version_mismatch),
+        (IdempotencyConflict, on_idempotency_conflict),
         (Exception, on_unexpected),
     ]

@@ -10,7 +10,18 @@ from .catalog import (
 )
 from .database import DatabaseUnavailable
 from .migration import FamilyState, SchemaBehind, SchemaError, SchemaUnknown, Status
-from .repository import Memory, MemoryExists, MemoryQuery, MemoryRepository, Page, UserStats
+from .repository import (
+    IdempotencyConflict,
+    IdempotencyKeyReused,
+    IdempotentMemoryGone,
+    Memory,
+    MemoryExists,
+    MemoryQuery,
+    MemoryRepository,
+    Page,
+    UserStats,
+    VersionMismatch,
+)
 
 __all__ = [
     "Catalog",
@@ -18,6 +29,9 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "FamilyState",
+    "IdempotencyConflict",
+    "IdempotencyKeyReused",
+    "IdempotentMemoryGone",
     "Memory",
     "MemoryExists",
     "MemoryQuery",
@@ -31,4 +45,5 @@ __all__ = [
     "UnknownDatabase",
     "UnknownTable",
     "UserStats",
+    "VersionMismatch",
 ]

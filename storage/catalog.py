@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from . import migration
-from .database import create_engine, unavailable_as_error
+from .database import DatabaseUnavailable, create_engine, single_statement_reads, unavailable_as_error
 from .migration import FamilyState, SchemaBehind, SchemaUnknown, Status
-from .repository import MemoryRepository
+from .repository import DEFAULT_IDEMPOTENCY_TTL, MemoryRepository
 from .schema import memory_tables
 
 
@@ -45,14 +46,31 @@ class Database:
     metadata: sa.MetaData = field(default_factory=sa.MetaData)
 
     @classmethod
-    def connect(cls, db_id: str, url: str, tables: list[str]) -> Database:
+    def connect(cls, db_id: str, url: str, tables: list[str],
+                idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL) -> Database:
         engine = create_engine(url)
         database = cls(db_id=db_id, engine=engine)
         for name in tables:
             database.repositories[name] = MemoryRepository(
-                engine, memory_tables(database.metadata, name)
+                engine, memory_tables(database.metadata, name), idempotency_ttl
             )
         return database
+
+    @unavailable_as_error(read=True)
+    def _touch(self) -> None:
+        # A read of a memory table, not just `SELECT 1`: it proves the file (or the server)
+        # can serve this database's data, through the same pool the requests use.
+        memories = next(iter(self.repositories.values())).tables.memories
+        with single_statement_reads(self.engine).connect() as connection:
+            connection.execute(sa.select(memories.c.id).limit(1)).all()
+
+    def ready(self) -> bool:
+        """Whether the database answers a read now."""
+        try:
+            self._touch()
+        except DatabaseUnavailable:
+            return False
+        return True
 
     @unavailable_as_error
     def schema_states(self) -> list[FamilyState]:
@@ -119,6 +137,10 @@ class Catalog:
         if repository is None:
             raise UnknownTable(f"No database with id '{database.db_id}' has table '{table}'")
         return repository
+
+    def readiness(self) -> dict[str, bool]:
+        """Database.ready for every database, by id."""
+        return {db_id: database.ready() for db_id, database in self.databases.items()}
 
     def prepare(self, migrate: bool = False) -> None:
         """Database.prepare for every database, in configuration order."""

@@ -108,8 +108,18 @@ def version_table(table: str) -> str:
     return f"{table}_alembic_version"
 
 
+# Tables later revisions added to a family.
+_LATER_SUFFIXES = ("_idempotency",)
+
+
 def family_tables(table: str) -> tuple[str, ...]:
+    """The family's tables as revision 0001 made them."""
     return tuple(table + suffix for suffix in _BASELINE_COLUMNS)
+
+
+def all_family_tables(table: str) -> tuple[str, ...]:
+    """Every table of the family at head."""
+    return family_tables(table) + tuple(table + suffix for suffix in _LATER_SUFFIXES)
 
 
 def family_metadata(table: str) -> sa.MetaData:
@@ -127,7 +137,7 @@ def comparison_filters(table: str, dialect: str) -> dict:
     outside what Alembic compares; the migrations create it and the tests compare it directly.
     An index the models declare for one backend only (``info["only_on"]``) is compared there only.
     """
-    tables = set(family_tables(table))
+    tables = set(all_family_tables(table))
 
     def include_name(name, type_, _parents) -> bool:
         return name in tables if type_ == "table" else True

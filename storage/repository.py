@@ -9,13 +9,15 @@ writer takes the database's write lock when it begins.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -26,6 +28,11 @@ SORT_COLUMNS = ("updated_at", "created_at")
 ONE_MICROSECOND = timedelta(microseconds=1)
 # The search indexes work on trigrams: shorter needles are matched by scanning.
 TRIGRAM = 3
+# How long an idempotency key is remembered unless the repository is told otherwise.
+DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
+# Expired keys each keyed create purges at most: more than it adds, so the table cannot grow
+# without bound, and few enough that no create pays for a long backlog at once.
+PURGE_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +45,33 @@ class Memory:
     team_id: str | None
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def version(self) -> str:
+        """A digest of everything the memory is: it changes whenever any part of it does.
+
+        ``updated_at`` alone almost does (every update moves it strictly forward), but a memory
+        deleted and imported again under its id could come back different with the same times.
+        """
+        state = [self.memory_id, self.memory, self.topics, self.user_id, self.agent_id,
+                 self.team_id, self.created_at.isoformat(), self.updated_at.isoformat()]
+        return hashlib.sha256(orjson.dumps(state)).hexdigest()[:32]
+
+
+class VersionMismatch(Exception):
+    """A conditional write found the memory at another version, or found no memory."""
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key that cannot be honoured for this request."""
+
+
+class IdempotencyKeyReused(IdempotencyConflict):
+    """The key already created a memory from a different request."""
+
+
+class IdempotentMemoryGone(IdempotencyConflict):
+    """The key created a memory that has since been deleted."""
 
 
 class MemoryExists(Exception):
@@ -93,8 +127,10 @@ def unique_topics(topics: Iterable[str] | None) -> list[str]:
 
 
 class MemoryRepository:
-    def __init__(self, engine: sa.Engine, tables: MemoryTables):
+    def __init__(self, engine: sa.Engine, tables: MemoryTables,
+                 idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL):
         self._engine = engine
+        self.idempotency_ttl = idempotency_ttl
         self._writer = engine.execution_options(**{WRITES: True})
         self._reader = single_statement_reads(engine)
         self.tables = tables
@@ -196,6 +232,30 @@ class MemoryRepository:
             s.c.user_id.in_(sa.bindparam("user_ids", expanding=True)),
             s.c.total_memories <= 0,
         )
+
+        k = tables.idempotency
+        self._k = k
+        self._claim_key = insert(k).values(
+            user_id=sa.bindparam("user_id"),
+            idempotency_key=sa.bindparam("key"),
+            request_digest=sa.bindparam("digest"),
+            memory_id=sa.bindparam("memory_id"),
+            expires_at=sa.bindparam("expires_at"),
+        ).on_conflict_do_nothing().returning(k.c.memory_id)
+        self._select_key = sa.select(k.c.request_digest, k.c.memory_id).where(
+            k.c.user_id == sa.bindparam("user_id"), k.c.idempotency_key == sa.bindparam("key"))
+        self._drop_expired_key = sa.delete(k).where(
+            k.c.user_id == sa.bindparam("user_id"), k.c.idempotency_key == sa.bindparam("key"),
+            k.c.expires_at <= sa.bindparam("now"))
+        # SKIP LOCKED (PostgreSQL): creates purging at once never wait for each other's rows,
+        # so the purge can share the create's transaction without adding lock waits.
+        expired = (sa.select(k.c.user_id, k.c.idempotency_key)
+                   .where(k.c.expires_at <= sa.bindparam("now"))
+                   .order_by(k.c.expires_at)
+                   .limit(PURGE_BATCH)
+                   .with_for_update(skip_locked=True))
+        self._purge_expired_keys = sa.delete(k).where(
+            sa.tuple_(k.c.user_id, k.c.idempotency_key).in_(expired))
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sa.Connection]:
@@ -420,6 +480,46 @@ class MemoryRepository:
         return created
 
     @unavailable_as_error
+    def create_once(
+        self,
+        idempotency_key: str,
+        *,
+        memory: str,
+        user_id: str,
+        topics: Iterable[str] | None = None,
+    ) -> tuple[Memory, bool]:
+        """``create``, at most once per ``user_id`` and key while the key lasts.
+
+        Returns the memory and whether it was made earlier: a request repeating the one that
+        first used the key gets that memory back (as it is now) instead of a new one, even when
+        the repeats race each other; IdempotencyKeyReused if the key made a memory from a
+        different request, IdempotentMemoryGone if the memory it made has been deleted.
+        """
+        topics = unique_topics(topics)
+        digest = hashlib.sha256(orjson.dumps([memory, topics])).hexdigest()
+        now = utcnow()
+        created = Memory(str(uuid.uuid4()), memory, topics, user_id, None, None, now, now)
+        key = {"user_id": user_id, "key": idempotency_key}
+        with self._writing() as conn:
+            conn.execute(self._purge_expired_keys, {"now": now})
+            conn.execute(self._drop_expired_key, {**key, "now": now})
+            # Whoever inserts the key row makes the memory. On PostgreSQL a racing claim of
+            # the same key waits here for the first to commit, then finds the row taken.
+            claimed = conn.execute(self._claim_key, {
+                **key, "digest": digest, "memory_id": created.memory_id,
+                "expires_at": now + self.idempotency_ttl}).first()
+            if claimed is not None:
+                self._insert(conn, [created])
+                return created, False
+            earlier = conn.execute(self._select_key, key).one()
+            if earlier.request_digest != digest:
+                raise IdempotencyKeyReused(idempotency_key)
+            rows = conn.execute(self._select_by_id, {"memory_id": earlier.memory_id}).all()
+            if not rows:
+                raise IdempotentMemoryGone(idempotency_key)
+            return self._with_topics(conn, rows)[0], True
+
+    @unavailable_as_error
     def insert(self, memories: Sequence[Memory]) -> None:
         """Store complete memories as given (ids and timestamps kept), in one transaction."""
         memories = [replace(m, topics=unique_topics(m.topics)) for m in memories]
@@ -448,9 +548,15 @@ class MemoryRepository:
 
     @unavailable_as_error
     def update(
-        self, memory_id: str, *, user_id: str, memory: str, topics: Iterable[str] | None
+        self, memory_id: str, *, user_id: str, memory: str, topics: Iterable[str] | None,
+        if_version: Callable[[str], bool] | None = None,
     ) -> Memory | None:
-        """Replace the text and topics of ``user_id``'s memory; None if it has no such memory."""
+        """Replace the text and topics of ``user_id``'s memory; None if it has no such memory.
+
+        With ``if_version``, only if it accepts the memory's current version: VersionMismatch
+        otherwise, and nothing changes. The version is read under the row's lock, in the
+        transaction that writes, so no other write can come between the check and this one.
+        """
         topics = unique_topics(topics)
         with self._writing() as conn:
             conn.execute(self._lock_users, {"user_ids": [user_id]}).all()
@@ -461,6 +567,10 @@ class MemoryRepository:
             if row is None:
                 return None
             current = Memory(*row[:2], [], *row[2:])
+            if if_version is not None:
+                current = self._with_topics(conn, [row])[0]
+                if not if_version(current.version):
+                    raise VersionMismatch(memory_id)
             # Strictly later than the version it replaces, even within one clock tick.
             updated_at = max(utcnow(), current.updated_at + ONE_MICROSECOND)
             conn.execute(
@@ -486,10 +596,17 @@ class MemoryRepository:
         )
 
     @unavailable_as_error
-    def delete(self, memory_ids: Sequence[str], user_id: str | None = None) -> int:
-        """Delete the listed memories (only ``user_id``'s, if given); returns how many went."""
+    def delete(self, memory_ids: Sequence[str], user_id: str | None = None,
+               if_version: Callable[[str], bool] | None = None) -> int:
+        """Delete the listed memories (only ``user_id``'s, if given); returns how many went.
+
+        With ``if_version`` (one memory only), only if the memory exists and ``if_version``
+        accepts its current version, read under its lock: VersionMismatch otherwise.
+        """
         m = self._m
         ids = list(dict.fromkeys(memory_ids))
+        if if_version is not None and len(ids) != 1:
+            raise ValueError("a conditional delete names exactly one memory")
         scope = [m.c.memory_id.in_(ids)]
         if user_id is not None:
             scope.append(m.c.user_id == user_id)
@@ -499,6 +616,11 @@ class MemoryRepository:
             ).scalars().all()
             if owners:
                 conn.execute(self._lock_users, {"user_ids": owners}).all()
+            if if_version is not None:
+                rows = conn.execute(
+                    sa.select(*self._memory_columns).where(*scope).with_for_update()).all()
+                if not rows or not if_version(self._with_topics(conn, rows)[0].version):
+                    raise VersionMismatch(ids[0])
             removed = conn.execute(sa.delete(m).where(*scope).returning(m.c.user_id)).scalars().all()
             per_user: dict[str, int] = {}
             for owner in removed:

@@ -1,9 +1,10 @@
 """Every table Mnemo keeps, defined once in SQLAlchemy Core.
 
-A *memory table* is a family of three tables that share one name prefix: the memories
+A *memory table* is a family of tables that share one name prefix: the memories
 themselves, their topics (one row per memory and topic, so a topic filter is an index lookup
-instead of a LIKE over JSON text), and a per-user summary that the same transaction as each
-write keeps in step (so statistics never read every memory). Several families can live in one
+instead of a LIKE over JSON text), a per-user summary that the same transaction as each
+write keeps in step (so statistics never read every memory), and the idempotency keys of
+recent creates. Several families can live in one
 database; each is created only from configuration, never by a request, and by the Alembic
 migrations in ``storage/migrations``, which must make exactly what these models declare (a
 test compares them).
@@ -88,6 +89,7 @@ class MemoryTables:
     memories: sa.Table
     topics: sa.Table
     user_stats: sa.Table
+    idempotency: sa.Table
 
 
 def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
@@ -162,4 +164,22 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
         user_stats.c.last_memory_updated_at,
         user_stats.c.user_id,
     )
-    return MemoryTables(name=name, memories=memories, topics=topics, user_stats=user_stats)
+
+    # One row per Idempotency-Key a caller has used on a create: the memory it made and a
+    # digest of what was asked, so a retry gets that memory back and a reuse is recognised.
+    # Keys are scoped by the memory's owner, so one user's key never replays another's memory,
+    # and have no foreign key: a key outlives its memory's deletion, so a late retry cannot
+    # create the memory again.
+    idempotency = sa.Table(
+        f"{name}_idempotency",
+        metadata,
+        sa.Column("user_id", ident, primary_key=True),
+        sa.Column("idempotency_key", ident, primary_key=True),
+        sa.Column("request_digest", sa.String(64), nullable=False),
+        sa.Column("memory_id", ident, nullable=False),
+        sa.Column("expires_at", UtcDateTime, nullable=False),
+    )
+    # Expired keys are purged by range on this index.
+    sa.Index(f"ix_{name}_idempotency_expires", idempotency.c.expires_at)
+    return MemoryTables(name=name, memories=memories, topics=topics, user_stats=user_stats,
+                        idempotency=idempotency)

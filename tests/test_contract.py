@@ -68,6 +68,8 @@ def test_handler_defaults_are_the_documents_defaults(document):
         for parameter in operation.get("parameters", []):
             if "$ref" in parameter:
                 parameter = document["components"]["parameters"][parameter["$ref"].split("/")[-1]]
+            if parameter["in"] == "header":
+                continue  # Connexion hands handlers no headers: they read them from the request
             default = parameter.get("schema", {}).get("default")
             if not parameter.get("required"):
                 assert signature.parameters[parameter["name"]].default == default, (
