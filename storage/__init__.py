@@ -10,7 +10,15 @@ from .catalog import (
 )
 from .database import DatabaseUnavailable
 from .migration import FamilyState, SchemaBehind, SchemaError, SchemaUnknown, Status
-from .repository import Memory, MemoryExists, MemoryQuery, MemoryRepository, Page, UserStats
+from .repository import (
+    HistoryEntry,
+    Memory,
+    MemoryExists,
+    MemoryQuery,
+    MemoryRepository,
+    Page,
+    UserStats,
+)
 
 __all__ = [
     "Catalog",
@@ -18,6 +26,7 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "FamilyState",
+    "HistoryEntry",
     "Memory",
     "MemoryExists",
     "MemoryQuery",

@@ -44,6 +44,8 @@ _BASELINE_COLUMNS = {
     "_topics": {"memory_id", "topic", "position", "user_id"},
     "_user_stats": {"user_id", "total_memories", "last_memory_updated_at"},
 }
+# Every table of a family at head, by suffix: the baseline's and those later revisions added.
+_FAMILY_SUFFIXES = (*_BASELINE_COLUMNS, "_history")
 
 
 class Status(enum.Enum):
@@ -109,6 +111,10 @@ def version_table(table: str) -> str:
 
 
 def family_tables(table: str) -> tuple[str, ...]:
+    return tuple(table + suffix for suffix in _FAMILY_SUFFIXES)
+
+
+def baseline_tables(table: str) -> tuple[str, ...]:
     return tuple(table + suffix for suffix in _BASELINE_COLUMNS)
 
 
@@ -176,7 +182,7 @@ def inspect_family(connection: sa.Connection, table: str) -> FamilyState:
     found = tuple(name for name in family_tables(table) if inspector.has_table(name))
     if not found:
         return FamilyState(table, Status.ABSENT, None, current)
-    if found == family_tables(table) and _is_baseline(connection, inspector, table):
+    if found == baseline_tables(table) and _is_baseline(connection, inspector, table):
         return FamilyState(table, Status.UNVERSIONED, None, current, found)
     return FamilyState(table, Status.INCOMPLETE, None, current, found)
 

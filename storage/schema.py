@@ -1,12 +1,13 @@
 """Every table Mnemo keeps, defined once in SQLAlchemy Core.
 
-A *memory table* is a family of three tables that share one name prefix: the memories
+A *memory table* is a family of four tables that share one name prefix: the memories
 themselves, their topics (one row per memory and topic, so a topic filter is an index lookup
-instead of a LIKE over JSON text), and a per-user summary that the same transaction as each
-write keeps in step (so statistics never read every memory). Several families can live in one
-database; each is created only from configuration, never by a request, and by the Alembic
-migrations in ``storage/migrations``, which must make exactly what these models declare (a
-test compares them).
+instead of a LIKE over JSON text), a per-user summary that the same transaction as each write
+keeps in step (so statistics never read every memory), and the history of every memory (one row
+per version, written by the same transaction as the change, kept after a delete). Several
+families can live in one database; each is created only from configuration, never by a request,
+and by the Alembic migrations in ``storage/migrations``, which must make exactly what these
+models declare (a test compares them).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class MemoryTables:
     memories: sa.Table
     topics: sa.Table
     user_stats: sa.Table
+    history: sa.Table
 
 
 def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
@@ -162,4 +164,27 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
         user_stats.c.last_memory_updated_at,
         user_stats.c.user_id,
     )
-    return MemoryTables(name=name, memories=memories, topics=topics, user_stats=user_stats)
+
+    history = sa.Table(
+        f"{name}_history",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                  autoincrement=True),
+        # No foreign key: a memory's history outlives it (its last entry is the delete).
+        sa.Column("memory_id", ident, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("event", sa.String(6), nullable=False),
+        # The memory as this version left it (for a delete: as it was when deleted).
+        sa.Column("memory", sa.Text, nullable=False),
+        sa.Column("topics", sa.JSON, nullable=False),
+        sa.Column("user_id", ident),
+        sa.Column("agent_id", ident),
+        sa.Column("team_id", ident),
+        sa.Column("changed_at", UtcDateTime, nullable=False),
+        sa.UniqueConstraint("memory_id", "version", name=f"uq_{name}_history_version"),
+    )
+    # A memory's history is read through the unique constraint's index; erasing a user finds
+    # that user's entries through this one.
+    sa.Index(f"ix_{name}_history_user", history.c.user_id)
+    return MemoryTables(name=name, memories=memories, topics=topics, user_stats=user_stats,
+                        history=history)

@@ -105,8 +105,8 @@ def family_objects(engine, table: str) -> dict[str, str]:
                 {"t": table, "p": f"{table}\\_%", "i": f"ix\\_{table}\\_%", "v": f"{table}\\_alembic%"})
         else:
             rows = connection.execute(sa.text(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN (:a, :b, :c)"),
-                dict(zip("abc", migration.family_tables(table), strict=True)))
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN :tables").bindparams(
+                    sa.bindparam("tables", expanding=True)), {"tables": list(migration.family_tables(table))})
         # SQLite keeps each statement as written: a table that a migration rebuilt in batch
         # mode has its name quoted, which changes nothing about it.
         return {name.replace(table, "F"): QUOTED_NAME.sub(r"\1", sql).replace(table, "F")
