@@ -11,6 +11,7 @@ from mnemo.errors import REQUEST_ID_HEADER, error_body
 from storage import Memory, MemoryRepository, Page
 
 CATALOG = "mnemo.catalog"  # the Flask extension under which create_app keeps the Catalog
+MODEL = "mnemo.model"  # ... and the language model settings (config.ModelConfig)
 
 
 def repository(db_id: str | None, table: str | None) -> MemoryRepository:

@@ -14,7 +14,7 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.middleware.cors import CORSMiddleware
 
-from handlers._shared import CATALOG
+from handlers._shared import CATALOG, MODEL
 from storage import Catalog, Database
 
 from . import errors, oas31
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     app.add_api(document, validate_responses=settings.validate_responses)
     app.app.extensions[CATALOG] = catalog
+    app.app.extensions[MODEL] = settings.model
     for error_class, handler in errors.handlers(document):
         app.add_error_handler(error_class, handler)
     # Each one is added inside the ones before it: RequestId sees every request first.
