@@ -115,8 +115,8 @@ def optimize(repository: MemoryRepository, config: ModelConfig, user_id: str,
 
 
 def _summary_of(memories: list[Memory], text: str) -> Memory:
-    """The summary as a memory: the user's, with every topic, and the agent or team the
-    memories all share (none if they differ)."""
+    """The summary as a memory: the user's, with every topic, and the agent (or team) when the
+    memories that name one all name the same, as Agno does."""
     agents = {m.agent_id for m in memories if m.agent_id}
     teams = {m.team_id for m in memories if m.team_id}
     now = utcnow()
