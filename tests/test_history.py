@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+import sqlalchemy as sa
 
 from storage import MemoryExists
 
-from .conftest import error_json, stored_memory
+from .conftest import DB_ID, error_json, stored_memory
 
 
 def parse_time(text: str) -> datetime:
@@ -153,3 +154,19 @@ def test_erasing_a_user_answers_404_for_an_unknown_db_id_and_erases_nothing(clie
     response = client.delete("/users/u1/memories", params={"db_id": "elsewhere"})
     assert response.status_code == 404
     assert client.get("/memories").json()["meta"]["total_count"] == 1
+
+
+def test_a_memorys_history_and_a_users_erase_are_found_through_indexes(catalog, repository):
+    history = repository.tables.history
+    engine = catalog.databases[DB_ID].engine
+    statements = [sa.select(history).where(history.c.memory_id == "m").order_by(history.c.version),
+                  sa.select(history.c.id).where(history.c.user_id == "u")]
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # A near-empty table is cheapest to scan; the question is whether an index can serve.
+            conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        for statement in statements:
+            sql = str(statement.compile(engine, compile_kwargs={"literal_binds": True}))
+            prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+            plan = " ".join(str(row[-1]) for row in conn.execute(sa.text(prefix + sql)))
+            assert "INDEX" in plan.upper() and "SCAN " + history.name not in plan, plan
