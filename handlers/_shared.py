@@ -12,6 +12,7 @@ from storage import Memory, MemoryRepository, Page
 
 CATALOG = "mnemo.catalog"  # the Flask extension under which create_app keeps the Catalog
 METRICS = "mnemo.metrics"  # ... and the metrics' mnemo.metrics.Exposition
+MODEL = "mnemo.model"  # ... and the language model settings (config.ModelConfig)
 
 
 def repository(db_id: str | None, table: str | None) -> MemoryRepository:

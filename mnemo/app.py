@@ -14,7 +14,7 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.middleware.cors import CORSMiddleware
 
-from handlers._shared import CATALOG, METRICS
+from handlers._shared import CATALOG, METRICS, MODEL
 from storage import Catalog, Database
 
 from . import errors, metrics, oas31
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.app.extensions[CATALOG] = catalog
     app.app.extensions[METRICS] = metrics.Exposition(catalog)
     metrics.watch_pools(catalog)
+    app.app.extensions[MODEL] = settings.model
     for error_class, handler in errors.handlers(document):
         app.add_error_handler(error_class, handler)
     # Each one is added inside the ones before it: RequestId sees every request first.

@@ -15,8 +15,8 @@ table. A config file (``MNEMO_CONFIG`` or ``--config``) declares several::
 
 The first database is the default when a request names none. Secrets stay in the
 environment: the security key and the JWT verification key are never read from the file.
-Everything about who may call and how much (JWT, body limit, rate limit, CORS) comes from the
-environment too.
+Everything about who may call and how much (JWT, body limit, rate limit, CORS), and the
+language model optimize-memories uses, comes from the environment too.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ DEFAULT_LOG_FORMAT = "text"
 # Long enough for any client's retries (hours of an outage included), short enough that the
 # keys of a busy day stay a small table.
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
+DEFAULT_OPTIMIZE_TIMEOUT_S = 60
 
 # The algorithms a JWT may be signed with: HMAC with a shared secret, or a signature checked
 # with a public key. Never "none".
@@ -131,6 +132,23 @@ class JwtConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The language model optimize-memories asks, over the OpenAI-compatible chat API."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    timeout_s: float = DEFAULT_OPTIMIZE_TIMEOUT_S
+
+    def __post_init__(self):
+        if not self.timeout_s > 0:
+            raise ConfigError("MNEMO_OPTIMIZE_TIMEOUT must be a number of seconds above 0")
+        if self.base_url is not None and not re.match(r"https?://", self.base_url):
+            raise ConfigError(f"the model base URL must start with http:// or https://, not "
+                              f"{self.base_url!r}")
+
+
+@dataclass(frozen=True)
 class RateLimit:
     """At most ``count`` requests per ``period_s`` seconds for each token."""
 
@@ -161,6 +179,7 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     log_format: str = DEFAULT_LOG_FORMAT
     idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
+    model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
         if not self.databases:
@@ -211,6 +230,7 @@ class Settings:
             log_format=log_format(env),
             idempotency_ttl=timedelta(seconds=_integer(env, "MNEMO_IDEMPOTENCY_TTL",
                                                        int(DEFAULT_IDEMPOTENCY_TTL.total_seconds()))),
+            model=_model(env),
         )
 
 
@@ -277,6 +297,22 @@ def _jwt(env: Mapping[str, str]) -> JwtConfig | None:
         verification_key=key,
         algorithm=(env.get("MNEMO_JWT_ALGORITHM") or DEFAULT_JWT_ALGORITHM).strip(),
         audience=env.get("MNEMO_JWT_AUDIENCE") or None,
+    )
+
+
+def _model(env: Mapping[str, str]) -> ModelConfig:
+    """Where optimize-memories finds its model; OPENAI_* as the OpenAI SDKs read them."""
+    raw_timeout = env.get("MNEMO_OPTIMIZE_TIMEOUT")
+    try:
+        timeout = float(raw_timeout) if raw_timeout and raw_timeout.strip() else DEFAULT_OPTIMIZE_TIMEOUT_S
+    except ValueError:
+        raise ConfigError(f"MNEMO_OPTIMIZE_TIMEOUT must be a number of seconds, "
+                          f"not {raw_timeout!r}") from None
+    return ModelConfig(
+        base_url=(env.get("MNEMO_OPENAI_BASE_URL") or env.get("OPENAI_BASE_URL") or "").strip() or None,
+        api_key=env.get("OPENAI_API_KEY") or None,
+        model=(env.get("MNEMO_OPTIMIZE_MODEL") or "").strip() or None,
+        timeout_s=timeout,
     )
 
 

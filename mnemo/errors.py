@@ -43,7 +43,9 @@ ERROR_CODES = {
     429: "TOO_MANY_REQUESTS",
     500: "INTERNAL_SERVER_ERROR",
     501: "NOT_IMPLEMENTED",
+    502: "BAD_GATEWAY",
     503: "SERVICE_UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
 }
 
 # Seconds a client should wait before retrying when the database is away.

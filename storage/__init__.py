@@ -11,6 +11,7 @@ from .catalog import (
 from .database import DatabaseUnavailable
 from .migration import FamilyState, SchemaBehind, SchemaError, SchemaUnknown, Status
 from .repository import (
+    HistoryEntry,
     IdempotencyConflict,
     IdempotencyKeyReused,
     IdempotentMemoryGone,
@@ -32,6 +33,7 @@ __all__ = [
     "IdempotencyConflict",
     "IdempotencyKeyReused",
     "IdempotentMemoryGone",
+    "HistoryEntry",
     "Memory",
     "MemoryExists",
     "MemoryQuery",

@@ -44,6 +44,8 @@ _BASELINE_COLUMNS = {
     "_topics": {"memory_id", "topic", "position", "user_id"},
     "_user_stats": {"user_id", "total_memories", "last_memory_updated_at"},
 }
+# Every table of a family at head, by suffix: the baseline's and those later revisions added.
+_FAMILY_SUFFIXES = (*_BASELINE_COLUMNS, "_history", "_idempotency")
 
 
 class Status(enum.Enum):
@@ -108,18 +110,14 @@ def version_table(table: str) -> str:
     return f"{table}_alembic_version"
 
 
-# Tables later revisions added to a family.
-_LATER_SUFFIXES = ("_idempotency",)
-
-
 def family_tables(table: str) -> tuple[str, ...]:
+    """Every table of the family at head."""
+    return tuple(table + suffix for suffix in _FAMILY_SUFFIXES)
+
+
+def baseline_tables(table: str) -> tuple[str, ...]:
     """The family's tables as revision 0001 made them."""
     return tuple(table + suffix for suffix in _BASELINE_COLUMNS)
-
-
-def all_family_tables(table: str) -> tuple[str, ...]:
-    """Every table of the family at head."""
-    return family_tables(table) + tuple(table + suffix for suffix in _LATER_SUFFIXES)
 
 
 def family_metadata(table: str) -> sa.MetaData:
@@ -137,7 +135,7 @@ def comparison_filters(table: str, dialect: str) -> dict:
     outside what Alembic compares; the migrations create it and the tests compare it directly.
     An index the models declare for one backend only (``info["only_on"]``) is compared there only.
     """
-    tables = set(all_family_tables(table))
+    tables = set(family_tables(table))
 
     def include_name(name, type_, _parents) -> bool:
         return name in tables if type_ == "table" else True
@@ -186,7 +184,7 @@ def inspect_family(connection: sa.Connection, table: str) -> FamilyState:
     found = tuple(name for name in family_tables(table) if inspector.has_table(name))
     if not found:
         return FamilyState(table, Status.ABSENT, None, current)
-    if found == family_tables(table) and _is_baseline(connection, inspector, table):
+    if found == baseline_tables(table) and _is_baseline(connection, inspector, table):
         return FamilyState(table, Status.UNVERSIONED, None, current, found)
     return FamilyState(table, Status.INCOMPLETE, None, current, found)
 

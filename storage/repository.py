@@ -1,9 +1,9 @@
 """MemoryRepository: every read and write of one memory table family.
 
-Writes keep three things in step inside one transaction: the memory row, its topic rows and
-its owner's row in the per-user summary. On PostgreSQL, concurrent writers for one user queue
-on that summary row (always locked first, so no two writers can deadlock); on SQLite every
-writer takes the database's write lock when it begins.
+Writes keep four things in step inside one transaction: the memory row, its topic rows, its
+owner's row in the per-user summary and the memory's history. On PostgreSQL, concurrent writers
+for one user queue on that summary row (always locked first, so no two writers can deadlock);
+on SQLite every writer takes the database's write lock when it begins.
 """
 
 from __future__ import annotations
@@ -83,6 +83,20 @@ class MemoryExists(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One version of a memory: what a create, update or delete left (a delete: what went)."""
+
+    version: int
+    event: str
+    memory: str
+    topics: list[str]
+    user_id: str | None
+    agent_id: str | None
+    team_id: str | None
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class UserStats:
     user_id: str
     total_memories: int
@@ -134,10 +148,12 @@ class MemoryRepository:
         self._writer = engine.execution_options(**{WRITES: True})
         self._reader = single_statement_reads(engine)
         self.tables = tables
-        # Creates made at the same time share a commit (and its flush to disk).
-        self._creates = commits(engine, self._writing, lambda conn, items: self._insert(conn, items))
-        m, t, s = tables.memories, tables.topics, tables.user_stats
-        self._m, self._t, self._s = m, t, s
+        # Creates made at the same time share a commit (and its flush to disk). A fresh UUID
+        # has no history to continue.
+        self._creates = commits(engine, self._writing,
+                                lambda conn, items: self._insert(conn, items, fresh_ids=True))
+        m, t, s, h = tables.memories, tables.topics, tables.user_stats, tables.history
+        self._m, self._t, self._s, self._h = m, t, s, h
         self._memory_columns = (
             m.c.memory_id, m.c.memory, m.c.user_id, m.c.agent_id, m.c.team_id,
             m.c.created_at, m.c.updated_at,
@@ -190,6 +206,19 @@ class MemoryRepository:
             )
         )
         self._delete_topics = sa.delete(t).where(t.c.memory_id == sa.bindparam("memory_id"))
+        self._insert_history = sa.insert(h)
+        self._last_versions = (
+            sa.select(h.c.memory_id, sa.func.max(h.c.version))
+            .where(h.c.memory_id.in_(sa.bindparam("memory_ids", expanding=True)))
+            .group_by(h.c.memory_id)
+        )
+        self._select_history = (
+            sa.select(h.c.version, h.c.event, h.c.memory, h.c.topics, h.c.user_id, h.c.agent_id,
+                      h.c.team_id, h.c.changed_at)
+            .where(h.c.memory_id == sa.bindparam("memory_id"))
+            .order_by(h.c.version)
+        )
+        self._select_history_of_user = self._select_history.where(h.c.user_id == sa.bindparam("user_id"))
 
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         upsert = insert(s).values(
@@ -278,6 +307,27 @@ class MemoryRepository:
         row = rows[0]
         return Memory(row.memory_id, row.memory, [r.topic for r in rows if r.topic is not None],
                       row.user_id, row.agent_id, row.team_id, row.created_at, row.updated_at)
+
+    @unavailable_as_error(read=True)
+    def history(self, memory_id: str, user_id: str | None = None) -> list[HistoryEntry]:
+        """Every recorded version of the memory, oldest first (only ``user_id``'s, if given);
+        empty if there is none."""
+        with self._reader.connect() as conn:
+            if user_id is None:
+                rows = conn.execute(self._select_history, {"memory_id": memory_id}).all()
+            else:
+                rows = conn.execute(self._select_history_of_user,
+                                    {"memory_id": memory_id, "user_id": user_id}).all()
+        return [HistoryEntry(*row) for row in rows]
+
+    @unavailable_as_error(read=True)
+    def of_user(self, user_id: str) -> list[Memory]:
+        """All of ``user_id``'s memories, oldest first."""
+        m = self._m
+        with self._engine.begin() as conn:
+            rows = conn.execute(sa.select(*self._memory_columns).where(m.c.user_id == user_id)
+                                .order_by(m.c.created_at, m.c.memory_id)).all()
+            return self._with_topics(conn, rows)
 
     @unavailable_as_error(read=True)
     def list(self, query: MemoryQuery) -> Page:
@@ -509,7 +559,7 @@ class MemoryRepository:
                 **key, "digest": digest, "memory_id": created.memory_id,
                 "expires_at": now + self.idempotency_ttl}).first()
             if claimed is not None:
-                self._insert(conn, [created])
+                self._insert(conn, [created], fresh_ids=True)
                 return created, False
             earlier = conn.execute(self._select_key, key).one()
             if earlier.request_digest != digest:
@@ -584,16 +634,9 @@ class MemoryRepository:
                     replace(current, topics=topics, updated_at=updated_at)))
             conn.execute(self._add_to_user,
                          {"user_id": user_id, "delta": 0, "updated_at": updated_at})
-        return Memory(
-            memory_id=memory_id,
-            memory=memory,
-            topics=topics,
-            user_id=current.user_id,
-            agent_id=current.agent_id,
-            team_id=current.team_id,
-            created_at=current.created_at,
-            updated_at=updated_at,
-        )
+            updated = replace(current, memory=memory, topics=topics, updated_at=updated_at)
+            self._record(conn, "update", [updated], updated_at)
+        return updated
 
     @unavailable_as_error
     def delete(self, memory_ids: Sequence[str], user_id: str | None = None,
@@ -611,27 +654,75 @@ class MemoryRepository:
         if user_id is not None:
             scope.append(m.c.user_id == user_id)
         with self._writing() as conn:
-            owners = conn.execute(
-                sa.select(m.c.user_id).distinct().where(*scope, m.c.user_id.is_not(None))
-            ).scalars().all()
-            if owners:
-                conn.execute(self._lock_users, {"user_ids": owners}).all()
             if if_version is not None:
+                # The owner's summary row first, then the memory's: the order every writer takes.
+                owners = conn.execute(
+                    sa.select(m.c.user_id).distinct().where(*scope, m.c.user_id.is_not(None))
+                ).scalars().all()
+                if owners:
+                    conn.execute(self._lock_users, {"user_ids": owners}).all()
                 rows = conn.execute(
                     sa.select(*self._memory_columns).where(*scope).with_for_update()).all()
                 if not rows or not if_version(self._with_topics(conn, rows)[0].version):
                     raise VersionMismatch(ids[0])
-            removed = conn.execute(sa.delete(m).where(*scope).returning(m.c.user_id)).scalars().all()
-            per_user: dict[str, int] = {}
-            for owner in removed:
-                if owner is not None:
-                    per_user[owner] = per_user.get(owner, 0) + 1
-            if per_user:
-                conn.execute(
-                    self._remove_from_user,
-                    [{"target_user": u, "removed": n} for u, n in per_user.items()],
-                )
-                conn.execute(self._drop_empty_users, {"user_ids": list(per_user)})
+            return self._delete(conn, scope)
+
+    @unavailable_as_error
+    def erase_user(self, user_id: str) -> int:
+        """Remove every trace of ``user_id``: memories, topics, history and summary, at once.
+
+        Returns how many memories went. Nothing records the erasure itself: that is the point.
+        """
+        m, s, h = self._m, self._s, self._h
+        with self._writing() as conn:
+            conn.execute(self._lock_users, {"user_ids": [user_id]}).all()
+            # Topic rows go with their memories (ON DELETE CASCADE).
+            removed = conn.execute(sa.delete(m).where(m.c.user_id == user_id)).rowcount
+            conn.execute(sa.delete(h).where(h.c.user_id == user_id))
+            conn.execute(sa.delete(s).where(s.c.user_id == user_id))
+        return removed
+
+    @unavailable_as_error
+    def replace_memories(self, user_id: str, memory_ids: Sequence[str], replacement: Memory) -> int:
+        """Delete ``user_id``'s memories among ``memory_ids`` and store ``replacement`` in their
+        place, in one transaction; returns how many were deleted."""
+        m = self._m
+        with self._writing() as conn:
+            removed = self._delete(conn, [m.c.memory_id.in_(list(memory_ids)), m.c.user_id == user_id])
+            self._insert(conn, [replace(replacement, topics=unique_topics(replacement.topics))],
+                         fresh_ids=True)
+        return removed
+
+    def _delete(self, conn: sa.Connection, scope: list) -> int:
+        m, t = self._m, self._t
+        owners = conn.execute(
+            sa.select(m.c.user_id).distinct().where(*scope, m.c.user_id.is_not(None))
+        ).scalars().all()
+        if owners:
+            conn.execute(self._lock_users, {"user_ids": owners}).all()
+        # The topics go with their memories (ON DELETE CASCADE): read them first, for history.
+        topics: dict[str, list[str]] = {}
+        for memory_id, topic in conn.execute(
+            sa.select(t.c.memory_id, t.c.topic)
+            .where(t.c.memory_id.in_(sa.select(m.c.memory_id).where(*scope)))
+            .order_by(t.c.memory_id, t.c.position)
+        ):
+            topics.setdefault(memory_id, []).append(topic)
+        removed = [Memory(row.memory_id, row.memory, topics.get(row.memory_id, []), row.user_id,
+                          row.agent_id, row.team_id, row.created_at, row.updated_at)
+                   for row in conn.execute(sa.delete(m).where(*scope).returning(*self._memory_columns))]
+        per_user: dict[str, int] = {}
+        for memory in removed:
+            if memory.user_id is not None:
+                per_user[memory.user_id] = per_user.get(memory.user_id, 0) + 1
+        if per_user:
+            conn.execute(
+                self._remove_from_user,
+                [{"target_user": u, "removed": n} for u, n in per_user.items()],
+            )
+            conn.execute(self._drop_empty_users, {"user_ids": list(per_user)})
+        if removed:
+            self._record(conn, "delete", removed, utcnow())
         return len(removed)
 
     @unavailable_as_error
@@ -644,13 +735,14 @@ class MemoryRepository:
         """
         quote = self._engine.dialect.identifier_preparer.quote
         with self._writing() as conn:
-            for table in (self._m, self._t, self._s):
+            for table in (self._m, self._t, self._s, self._h):
                 conn.exec_driver_sql(f"ANALYZE {quote(table.name)}")
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _insert(self, conn: sa.Connection, memories: Sequence[Memory]) -> None:
-        """Insert new memories with their topics and count them in their owners' summaries."""
+    def _insert(self, conn: sa.Connection, memories: Sequence[Memory], fresh_ids: bool = False) -> None:
+        """Insert new memories with their topics, count them in their owners' summaries and
+        record their creation (an id with a history, deleted before, continues it)."""
         latest: dict[str, tuple[int, datetime]] = {}
         for item in memories:
             if item.user_id is not None:
@@ -674,6 +766,27 @@ class MemoryRepository:
                       for row in self._topic_rows(item)]
         if topic_rows:
             conn.execute(self._insert_topics, topic_rows)
+        self._record(conn, "create", memories, None, fresh_ids)
+
+    def _record(self, conn: sa.Connection, event: str, memories: Sequence[Memory],
+                changed_at: datetime | None, fresh_ids: bool = False) -> None:
+        """Add a version to each memory's history: the memory as ``event`` left it, at
+        ``changed_at`` (a created memory: its ``updated_at``, the time of the version it holds)."""
+        if not memories:
+            return
+        last: dict[str, int] = {}
+        if not fresh_ids:
+            # Batched like the memories themselves, so a bulk import stays a few statements.
+            last = dict(conn.execute(self._last_versions,
+                                     {"memory_ids": [item.memory_id for item in memories]}).all())
+        conn.execute(
+            self._insert_history,
+            [{"memory_id": item.memory_id, "version": last.get(item.memory_id, 0) + 1, "event": event,
+              "memory": item.memory, "topics": list(item.topics), "user_id": item.user_id,
+              "agent_id": item.agent_id, "team_id": item.team_id,
+              "changed_at": changed_at or item.updated_at}
+             for item in memories],
+        )
 
     @staticmethod
     def _topic_rows(memory: Memory) -> list[dict]:

@@ -2,12 +2,13 @@
 
 A *memory table* is a family of tables that share one name prefix: the memories
 themselves, their topics (one row per memory and topic, so a topic filter is an index lookup
-instead of a LIKE over JSON text), a per-user summary that the same transaction as each
-write keeps in step (so statistics never read every memory), and the idempotency keys of
-recent creates. Several families can live in one
-database; each is created only from configuration, never by a request, and by the Alembic
-migrations in ``storage/migrations``, which must make exactly what these models declare (a
-test compares them).
+instead of a LIKE over JSON text), a per-user summary that the same transaction as each write
+keeps in step (so statistics never read every memory), the history of every memory (one row
+per version, written by the same transaction as the change, kept after a delete), and the
+idempotency keys of recent creates. Several families can live in one database; each is
+created only from configuration, never by a request, and by the Alembic migrations in
+``storage/migrations``, which must make exactly what these models declare (a test compares
+them).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class MemoryTables:
     memories: sa.Table
     topics: sa.Table
     user_stats: sa.Table
+    history: sa.Table
     idempotency: sa.Table
 
 
@@ -165,6 +167,27 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
         user_stats.c.user_id,
     )
 
+    history = sa.Table(
+        f"{name}_history",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                  autoincrement=True),
+        # No foreign key: a memory's history outlives it (its last entry is the delete).
+        sa.Column("memory_id", ident, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("event", sa.String(6), nullable=False),
+        # The memory as this version left it (for a delete: as it was when deleted).
+        sa.Column("memory", sa.Text, nullable=False),
+        sa.Column("topics", sa.JSON, nullable=False),
+        sa.Column("user_id", ident),
+        sa.Column("agent_id", ident),
+        sa.Column("team_id", ident),
+        sa.Column("changed_at", UtcDateTime, nullable=False),
+        sa.UniqueConstraint("memory_id", "version", name=f"uq_{name}_history_version"),
+    )
+    # A memory's history is read through the unique constraint's index; erasing a user finds
+    # that user's entries through this one.
+    sa.Index(f"ix_{name}_history_user", history.c.user_id)
     # One row per Idempotency-Key a caller has used on a create: the memory it made and a
     # digest of what was asked, so a retry gets that memory back and a reuse is recognised.
     # Keys are scoped by the memory's owner, so one user's key never replays another's memory,
@@ -182,4 +205,4 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
     # Expired keys are purged by range on this index.
     sa.Index(f"ix_{name}_idempotency_expires", idempotency.c.expires_at)
     return MemoryTables(name=name, memories=memories, topics=topics, user_stats=user_stats,
-                        idempotency=idempotency)
+                        history=history, idempotency=idempotency)

@@ -187,3 +187,29 @@ def test_a_users_jwt_confines_agnos_client_to_that_users_memories(serve, table_n
         assert await client.get_memory_topics(user_id="alice", headers=bob) == []
 
     client_runner(base, None, table_name)(steps)
+
+
+def test_optimize_memories_with_a_model_behind_an_openai_compatible_api(serve, table_name):
+    from .fake_openai import FakeOpenAI
+
+    fake = FakeOpenAI().start()
+    try:
+        base = serve(MNEMO_OPENAI_BASE_URL=fake.base_url, MNEMO_OPTIMIZE_MODEL="tiny")
+        run = client_runner(base, None, table_name)
+
+        async def steps(client, headers, _table):
+            for text in ("Likes tea", "Likes coffee in the morning"):
+                await client.create_memory(memory=text, user_id="alice", topics=["drinks"], headers=headers)
+            preview = await client.optimize_memories(user_id="alice", apply=False, headers=headers)
+            assert (preview.memories_before, preview.memories_after) == (2, 1)
+            assert preview.memories[0].memory == "User likes tea and coffee."
+            assert len((await client.list_memories(user_id="alice", headers=headers)).data) == 2
+            applied = await client.optimize_memories(user_id="alice", model="openai:other", headers=headers)
+            assert applied.tokens_before == len("Likes tea") // 4 + len("Likes coffee in the morning") // 4
+            remaining = await client.list_memories(user_id="alice", headers=headers)
+            assert [m.memory_id for m in remaining.data] == [applied.memories[0].memory_id]
+
+        run(steps)
+        assert [r["json"]["model"] for r in fake.requests] == ["tiny", "other"]
+    finally:
+        fake.stop()

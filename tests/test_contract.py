@@ -157,10 +157,10 @@ def test_the_jwt_scheme_is_a_bearer_jwt(document):
     assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
 
 
-def test_create_memory_links_its_id_to_get_update_and_delete(document):
+def test_create_memory_links_its_id_to_get_update_delete_and_history(document):
     links = document["paths"]["/memories"]["post"]["responses"]["200"]["links"]
     targets = {link["operationId"] for link in links.values()}
-    assert targets == {"get_memory", "update_memory", "delete_memory"}
+    assert targets == {"get_memory", "update_memory", "delete_memory", "get_memory_history"}
     for link in links.values():
         assert link["parameters"] == {"memory_id": "$response.body#/memory_id"}
 

@@ -23,6 +23,9 @@ OPERATIONS = [
     ("DELETE", "/memories/x", None),
     ("GET", "/memory_topics", None),
     ("GET", "/user_memory_stats", None),
+    ("GET", "/memories/x/history", None),
+    ("DELETE", "/users/u/memories", None),
+    ("POST", "/optimize-memories", {"user_id": "u"}),
 ]
 
 

@@ -14,7 +14,7 @@ from mnemo.cli import build_parser
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 CODE = [ROOT / "mnemo", ROOT / "storage", ROOT / "handlers"]
-ENV_NAME = re.compile(r"\b(?:MNEMO_[A-Z_]+|OS_SECURITY_KEY|JWT_VERIFICATION_KEY)\b")
+ENV_NAME = re.compile(r"\b(?:MNEMO_[A-Z_]+|OS_SECURITY_KEY|JWT_VERIFICATION_KEY|OPENAI_[A-Z_]+)\b")
 
 
 def table(heading: str) -> dict[str, str]:
@@ -44,6 +44,7 @@ def test_documented_defaults_of_the_environment_are_the_codes():
     assert rows["MNEMO_DB_ID"] == f"`{config.DEFAULT_DB_ID}`"
     assert rows["MNEMO_TABLE"] == f"`{config.DEFAULT_TABLE}`"
     assert rows["MNEMO_VALIDATE_RESPONSES"] == f"`{str(config.Settings().validate_responses).lower()}`"
+    assert rows["MNEMO_OPTIMIZE_TIMEOUT"] == f"`{config.DEFAULT_OPTIMIZE_TIMEOUT_S}`"
 
 
 def test_every_config_file_key_is_documented_and_no_other():

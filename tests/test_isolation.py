@@ -57,12 +57,12 @@ def world(catalog, table_name, repository):
 
 
 def snapshot(repository, *, except_user: str) -> dict:
-    """Every memory not owned by ``except_user``, as stored."""
+    """Every memory not owned by ``except_user``, as stored, with its history."""
     memories, after = {}, None
     while page := repository.scan(after, 500):
         for memory in page:
             if memory.user_id != except_user:
-                memories[memory.memory_id] = memory
+                memories[memory.memory_id] = (memory, repository.history(memory.memory_id))
         after = page[-1].memory_id
     return memories
 
@@ -83,9 +83,13 @@ def calls(draw, ids):
     every_id = [i for owned in ids.values() for i in owned] + ["no-such-memory"]
     memory_id = st.sampled_from(every_id)
     kind = draw(st.sampled_from(["get", "list", "topics", "stats", "create", "update", "delete",
-                                 "bulk_delete"]))
+                                 "bulk_delete", "history", "erase"]))
     if kind == "get":
         return "GET", f"/memories/{draw(memory_id)}", _query(user_id=draw(user_ids)), None
+    if kind == "history":
+        return "GET", f"/memories/{draw(memory_id)}/history", _query(user_id=draw(user_ids)), None
+    if kind == "erase":
+        return "DELETE", f"/users/{draw(st.sampled_from([*USERS, 'nobody']))}/memories", {}, None
     if kind == "list":
         shared = st.sampled_from(["shared-agent", "shared-team"]) | st.none()
         return "GET", "/memories", _query(user_id=draw(user_ids), search_content=draw(search),
@@ -115,14 +119,20 @@ def _query(**params) -> dict:
 def check_answer(response, method, path, attacker, repository, ids):
     """Nothing in the answer is anyone else's; another's memory is, to the attacker, not there."""
     assert response.status_code < 500, response.text
+    if path.startswith("/users/"):
+        erased = path.split("/")[2]
+        assert response.status_code == (200 if erased == attacker else 403), response.text
+        return
     if response.status_code == 204 or response.status_code >= 400:
         if path.startswith("/memories/") and method in ("GET", "PATCH"):
-            memory_id = path.rsplit("/", 1)[1]
+            memory_id = path.split("/")[2]
             if memory_id not in ids[attacker]:
                 assert response.status_code == 404, response.text
         return
     body = response.json()
-    if path == "/memory_topics":
+    if path.endswith("/history"):
+        assert body and all(version["user_id"] == attacker for version in body), body
+    elif path == "/memory_topics":
         assert body == own_topics(repository, attacker)
     elif path == "/user_memory_stats":
         assert [entry["user_id"] for entry in body["data"]] in ([], [attacker])
@@ -176,6 +186,35 @@ def test_another_users_memory_cannot_be_deleted_one_by_one_or_in_bulk(world):
     assert all(repository.get(memory_id) is not None for memory_id in ids["alice"])
     # Only the caller's own memory among the listed ids went.
     assert repository.get(ids["bob"][0]) is None
+
+
+def test_another_users_history_is_not_there_even_naming_its_owner(world):
+    client, _, ids, tokens = world
+    for query in ({}, {"user_id": "alice"}):
+        response = client.get(f"/memories/{ids['alice'][0]}/history", params=query, headers=tokens["bob"])
+        assert response.status_code == 404
+    own = client.get(f"/memories/{ids['bob'][0]}/history", params={"user_id": "alice"}, headers=tokens["bob"])
+    assert [v["event"] for v in own.json()] == ["create"]
+
+
+def test_a_user_may_erase_only_itself(world):
+    client, repository, ids, tokens = world
+    response = client.delete("/users/alice/memories", headers=tokens["bob"])
+    assert response.status_code == 403
+    assert response.json()["detail"] == "A token may erase only its own user's memories"
+    assert all(repository.get(memory_id) is not None for memory_id in ids["alice"])
+    response = client.delete("/users/bob/memories", headers=tokens["bob"])
+    assert response.json() == {"deleted": MEMORIES_PER_USER}
+    assert all(repository.get(memory_id) is None for memory_id in ids["bob"])
+    assert all(repository.get(memory_id) is not None for memory_id in ids["alice"])
+
+
+def test_an_administrator_erases_any_user(world):
+    client, repository, ids, _ = world
+    admin = bearer(rs256(sub="root", scopes=[ADMIN]))
+    assert client.delete("/users/alice/memories", headers=admin).json() == {"deleted": MEMORIES_PER_USER}
+    assert repository.user_stats(limit=100, page=1, user_id="alice").total_count == 0
+    assert all(repository.get(memory_id) is not None for memory_id in ids["bob"])
 
 
 def test_lists_topics_and_stats_only_show_the_callers_own_whatever_user_id_is_asked(world):

@@ -162,6 +162,10 @@ OPERATIONS = {
     "delete_memory": ("DELETE", "/memories/{id}", DELETE, 204),
     "get_memory_topics": ("GET", "/memory_topics", READ, 200),
     "get_user_memory_stats": ("GET", "/user_memory_stats", READ, 200),
+    "get_memory_history": ("GET", "/memories/{id}/history", READ, 200),
+    "erase_user_memories": ("DELETE", "/users/alice/memories", DELETE, 200),
+    # No model is configured here: allowed, it is refused for that.
+    "optimize_memories": ("POST", "/optimize-memories", WRITE, 400),
 }
 SCOPE_SETS = {
     "none": [],
@@ -182,7 +186,7 @@ def test_each_scope_allows_exactly_its_operations(rs_client, operation, scopes):
     own = admin_create(rs_client, bearer(rs256(sub="admin", scopes=[ADMIN])))
     body = {"POST": {"memory": "x", "user_id": "alice"}, "PATCH": {"memory": "y", "user_id": "alice"},
             "DELETE": {"memory_ids": [own["memory_id"]]}}.get(method)
-    if path == "/memories/{id}" and method == "DELETE":
+    if method == "DELETE" and path != "/memories":
         body = None
     response = rs_client.request(method, path.format(id=own["memory_id"]), json=body,
                                  headers=bearer(rs256(sub="alice", scopes=granted)))

@@ -105,8 +105,8 @@ def family_objects(engine, table: str) -> dict[str, str]:
                 {"t": table, "p": f"{table}\\_%", "i": f"ix\\_{table}\\_%", "v": f"{table}\\_alembic%"})
         else:
             rows = connection.execute(sa.text(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN (:a, :b, :c)"),
-                dict(zip("abc", migration.family_tables(table), strict=True)))
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN :tables").bindparams(
+                    sa.bindparam("tables", expanding=True)), {"tables": list(migration.family_tables(table))})
         # SQLite keeps each statement as written: a table that a migration rebuilt in batch
         # mode has its name quoted, which changes nothing about it.
         return {name.replace(table, "F"): QUOTED_NAME.sub(r"\1", sql).replace(table, "F")
@@ -330,5 +330,41 @@ def test_upgrading_to_0002_gives_existing_topic_rows_their_memorys_times(engine,
             ("late", times["late"]), ("early", times["early"])]
         oldest_first = repository.list(MemoryQuery(topics=["t"], sort_by="created_at", sort_order="asc"))
         assert [m.memory_id for m in oldest_first.items] == ["early", "late"]
+    finally:
+        database.dispose()
+
+
+def test_upgrading_to_0003_gives_each_existing_memory_a_create_entry_as_it_stands(engine, family):
+    with migration.locked(engine) as connection:
+        command.upgrade(migration.alembic_config(connection, family), "0002")
+    created, updated = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 6, 1, 12, 30, tzinfo=UTC)
+    with engine.begin() as connection:
+        for memory_id, user in (("with-topics", "u"), ("bare", None)):
+            connection.execute(sa.text(
+                f"INSERT INTO {family} (memory_id, memory, memory_folded, user_id, agent_id, created_at, "
+                "updated_at) VALUES (:id, :text, :text, :user, 'agent', :created, :updated)").bindparams(
+                    sa.bindparam("created", created, type_=UtcDateTime),
+                    sa.bindparam("updated", updated, type_=UtcDateTime)),
+                {"id": memory_id, "text": f"text of {memory_id}", "user": user})
+        for position, topic in enumerate(["zeta", "alpha", "mid"]):
+            connection.execute(sa.text(
+                f"INSERT INTO {family}_topics (memory_id, topic, position, user_id, created_at, updated_at) "
+                "VALUES ('with-topics', :topic, :position, 'u', :at, :at)").bindparams(
+                    sa.bindparam("at", updated, type_=UtcDateTime)), {"topic": topic, "position": position})
+    migration.upgrade(engine, family)
+    database = Database.connect(DB_ID, str(engine.url), [family])
+    try:
+        repository = database.repositories[family]
+        [entry] = repository.history("with-topics")
+        assert (entry.version, entry.event, entry.memory, entry.topics) == (
+            1, "create", "text of with-topics", ["zeta", "alpha", "mid"])
+        assert (entry.user_id, entry.agent_id, entry.team_id, entry.changed_at) == (
+            "u", "agent", None, updated)
+        [bare] = repository.history("bare")
+        assert (bare.event, bare.topics, bare.user_id) == ("create", [], None)
+        # History goes on from there.
+        repository.update("with-topics", user_id="u", memory="changed", topics=[])
+        assert [(e.version, e.event) for e in repository.history("with-topics")] == [
+            (1, "create"), (2, "update")]
     finally:
         database.dispose()
