@@ -80,6 +80,21 @@ def app(catalog, table_name):
 
 
 @pytest.fixture
+def client_with(catalog, table_name):
+    """A client of an app built with these settings (``max_body_bytes=100``, ...)."""
+    clients = []
+
+    def build(**overrides):
+        app = create_app(make_settings(table_name, **overrides), catalog=catalog)
+        clients.append(app.test_client().__enter__())
+        return clients[-1]
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
 def client(app):
     with app.test_client() as client:
         yield client

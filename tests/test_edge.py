@@ -11,27 +11,11 @@ import httpx
 import orjson
 import pytest
 
-from mnemo.app import create_app
 from mnemo.config import ConfigError, JwtConfig, RateLimit, Settings
 from mnemo.edge import RateLimitPerToken, RequestId
 
-from .conftest import error_json, make_settings
+from .conftest import error_json
 from .tokens import bearer, rs256, rsa_keys
-
-
-@pytest.fixture
-def client_with(catalog, table_name):
-    clients = []
-
-    def build(**overrides):
-        app = create_app(make_settings(table_name, **overrides), catalog=catalog)
-        clients.append(app.test_client().__enter__())
-        return clients[-1]
-
-    yield build
-    for client in clients:
-        client.__exit__(None, None, None)
-
 
 # -- 413 -------------------------------------------------------------------------------------
 

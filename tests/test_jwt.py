@@ -7,10 +7,9 @@ import time
 import jwt
 import pytest
 
-from mnemo.app import create_app
 from mnemo.config import ConfigError, JwtConfig, Settings
 
-from .conftest import error_json, make_settings
+from .conftest import error_json
 from .tokens import (
     ADMIN,
     ALL_USER_SCOPES,
@@ -27,22 +26,6 @@ from .tokens import (
 )
 
 SECURITY_KEY = "the-security-key"
-
-
-@pytest.fixture
-def client_with(catalog, table_name):
-    """A test client of an app configured with these settings."""
-    clients = []
-
-    def build(**overrides):
-        app = create_app(make_settings(table_name, **overrides), catalog=catalog)
-        client = app.test_client()
-        clients.append(client.__enter__())
-        return clients[-1]
-
-    yield build
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mnemo.app import create_app
@@ -100,20 +99,6 @@ def test_an_unreachable_database_is_reported_down_and_the_metrics_still_answer(t
     assert value(scraped, "mnemo_database_up", db_id=DB_ID) == 0
     assert (("mnemo_memories_stored", frozenset({("db_id", DB_ID), ("table", table_name)}))
             not in scraped)
-
-
-@pytest.fixture
-def client_with(catalog, table_name):
-    clients = []
-
-    def build(**overrides):
-        app = create_app(make_settings(table_name, **overrides), catalog=catalog)
-        clients.append(app.test_client().__enter__())
-        return clients[-1]
-
-    yield build
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def test_with_no_credential_configured_metrics_are_open_like_the_api(client_with):
