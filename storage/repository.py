@@ -654,18 +654,7 @@ class MemoryRepository:
         if user_id is not None:
             scope.append(m.c.user_id == user_id)
         with self._writing() as conn:
-            if if_version is not None:
-                # The owner's summary row first, then the memory's: the order every writer takes.
-                owners = conn.execute(
-                    sa.select(m.c.user_id).distinct().where(*scope, m.c.user_id.is_not(None))
-                ).scalars().all()
-                if owners:
-                    conn.execute(self._lock_users, {"user_ids": owners}).all()
-                rows = conn.execute(
-                    sa.select(*self._memory_columns).where(*scope).with_for_update()).all()
-                if not rows or not if_version(self._with_topics(conn, rows)[0].version):
-                    raise VersionMismatch(ids[0])
-            return self._delete(conn, scope)
+            return self._delete(conn, scope, None if if_version is None else (ids[0], if_version))
 
     @unavailable_as_error
     def erase_user(self, user_id: str) -> int:
@@ -693,13 +682,22 @@ class MemoryRepository:
                          fresh_ids=True)
         return removed
 
-    def _delete(self, conn: sa.Connection, scope: list) -> int:
+    def _delete(self, conn: sa.Connection, scope: list,
+                condition: tuple[str, Callable[[str], bool]] | None = None) -> int:
+        """Delete the memories in ``scope`` and record it in their history. With ``condition``
+        (the one memory in scope, and what its version must satisfy), VersionMismatch unless
+        the version read under the lock the delete then holds satisfies it."""
         m, t = self._m, self._t
         owners = conn.execute(
             sa.select(m.c.user_id).distinct().where(*scope, m.c.user_id.is_not(None))
         ).scalars().all()
         if owners:
             conn.execute(self._lock_users, {"user_ids": owners}).all()
+        if condition is not None:
+            memory_id, if_version = condition
+            rows = conn.execute(sa.select(*self._memory_columns).where(*scope).with_for_update()).all()
+            if not rows or not if_version(self._with_topics(conn, rows)[0].version):
+                raise VersionMismatch(memory_id)
         # The topics go with their memories (ON DELETE CASCADE): read them first, for history.
         topics: dict[str, list[str]] = {}
         for memory_id, topic in conn.execute(
