@@ -7,7 +7,7 @@ from datetime import datetime
 
 from flask import current_app, request
 
-from mnemo.errors import REQUEST_ID_HEADER, error_body
+from mnemo.errors import error_body, request_id
 from storage import Memory, MemoryRepository, Page
 
 CATALOG = "mnemo.catalog"  # the Flask extension under which create_app keeps the Catalog
@@ -77,7 +77,7 @@ def page_json(page: Page, item_json: Callable) -> dict:
 
 
 def error(status: int, detail: str, error_code: str) -> tuple[dict, int]:
-    return error_body(status, detail, error_code, request.headers.get(REQUEST_ID_HEADER)), status
+    return error_body(status, detail, error_code, request_id(request)), status
 
 
 def memory_not_found(memory_id: str) -> tuple[dict, int]:

@@ -1,10 +1,10 @@
 """Liveness of the service, and readiness: whether its databases answer."""
 
-from flask import current_app, request
+from flask import current_app
 
-from mnemo.errors import REQUEST_ID_HEADER, RETRY_AFTER_S, error_body
+from mnemo.errors import RETRY_AFTER_S
 
-from ._shared import CATALOG
+from ._shared import CATALOG, error
 
 
 def health():
@@ -17,6 +17,5 @@ def ready():
     if all(databases.values()):
         return {"status": "ok", **body}, 200
     down = ", ".join(sorted(db_id for db_id, up in databases.items() if not up))
-    problem = error_body(503, f"Unavailable: database {down}", "DATABASE_UNAVAILABLE",
-                         request.headers.get(REQUEST_ID_HEADER))
+    problem, _ = error(503, f"Unavailable: database {down}", "DATABASE_UNAVAILABLE")
     return {"status": "unavailable", **problem, **body}, 503, {"Retry-After": str(RETRY_AFTER_S)}
