@@ -37,8 +37,9 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
 # (spaces, quotes, control characters) is percent-encoded, so no path can forge a field.
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
 ACCESS_LINE = "%s %s %d %.1f ms operation=%s request_id=%s%s"
-# Paths no limit applies to: a load balancer's liveness probe must never be turned away.
-UNLIMITED_PATHS = frozenset({"/health"})
+# Paths no limit applies to: a load balancer's liveness and readiness probes must never be
+# turned away.
+UNLIMITED_PATHS = frozenset({"/health", "/ready"})
 
 
 def request_id_of(scope: Scope) -> str | None:

@@ -69,9 +69,10 @@ def test_past_the_rate_limit_each_token_gets_429_with_retry_after(client_with):
     assert refused.status_code == 429
     assert error_json(refused)["error_code"] == "TOO_MANY_REQUESTS"
     assert 1 <= int(refused.headers["Retry-After"]) <= 1200
-    # Another token has its own allowance, and the liveness probe is never limited.
+    # Another token has its own allowance, and the probes are never limited.
     assert client.get("/memories", headers=bob).status_code == 200
     assert all(client.get("/health").status_code == 200 for _ in range(5))
+    assert all(client.get("/ready").status_code == 200 for _ in range(5))
 
 
 def test_requests_without_a_token_share_their_client_addresss_allowance(client_with):
