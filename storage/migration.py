@@ -45,7 +45,7 @@ _BASELINE_COLUMNS = {
     "_user_stats": {"user_id", "total_memories", "last_memory_updated_at"},
 }
 # Every table of a family at head, by suffix: the baseline's and those later revisions added.
-_FAMILY_SUFFIXES = (*_BASELINE_COLUMNS, "_history", "_idempotency")
+_FAMILY_SUFFIXES = (*_BASELINE_COLUMNS, "_history", "_idempotency", "_changes")
 
 
 class Status(enum.Enum):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +35,12 @@ DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 # Expired keys each keyed create purges at most: more than it adds, so the table cannot grow
 # without bound, and few enough that no create pays for a long backlog at once.
 PURGE_BATCH = 100
+# Rows the change counter is spread over (schema: changes): concurrent PostgreSQL writers pick
+# one at random, so they seldom queue on the same row lock.
+CHANGE_SHARDS = 16
+# Distinct counts a repository remembers between writes; past this, it starts again, so a
+# stream of one-off searches cannot make it grow without bound.
+REMEMBERED_COUNTS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,62 @@ class MemoryQuery:
     page: int = 1
 
 
+# The question "how many memories are there": a list with no filter.
+ALL_MEMORIES = (None, None, None, (), None)
+
+
+class RememberedCounts:
+    """Counts that read many index entries, remembered until the next write.
+
+    A search for a common word has tens of thousands of matches, and counting them for its
+    exact total is most of what the search costs; asking again before anything changed would
+    count the same matches again. Every write transaction adds one to the family's change
+    counter inside its own transaction (MemoryRepository._writing), so the counter's sum names
+    a state of the data and only grows. A read takes the sum first, then counts: when the
+    same question comes with the same sum, no write has committed since that sum was read,
+    so the count made after it still holds. The sum is shared through the database, so a
+    write in any process ends every process's remembered counts.
+    """
+
+    def __init__(self, changes_so_far: sa.Select):
+        self._changes_so_far = changes_so_far
+        # (sum of changes, {question: count}), replaced whole, never edited under a reader's
+        # feet: a reader holding an older pair only ever adds a count that is true for it.
+        self._remembered: tuple[int, dict] = (-1, {})
+        self._lock = threading.Lock()
+
+    def reading(self, conn: sa.Connection) -> CountsAt:
+        return CountsAt(self, conn)
+
+    def _get(self, changes: int, question: tuple, count: Callable[[], int]) -> int:
+        seen, counts = self._remembered
+        if seen == changes and question in counts:
+            return counts[question]
+        n = count()
+        with self._lock:
+            seen, counts = self._remembered
+            if seen != changes or len(counts) >= REMEMBERED_COUNTS:
+                self._remembered = (changes, {question: n})
+            else:
+                counts[question] = n
+        return n
+
+
+class CountsAt:
+    """RememberedCounts as one read sees them: the change counter is read once, at the
+    first count the read asks for, before that count is made."""
+
+    __slots__ = ("_counts", "_conn", "_changes")
+
+    def __init__(self, counts: RememberedCounts, conn: sa.Connection):
+        self._counts, self._conn, self._changes = counts, conn, None
+
+    def get(self, question: tuple, count: Callable[[], int]) -> int:
+        if self._changes is None:
+            self._changes = int(self._conn.execute(self._counts._changes_so_far).scalar_one())
+        return self._counts._get(self._changes, question, count)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -154,6 +218,8 @@ class MemoryRepository:
                                 lambda conn, items: self._insert(conn, items, fresh_ids=True))
         m, t, s, h = tables.memories, tables.topics, tables.user_stats, tables.history
         self._m, self._t, self._s, self._h = m, t, s, h
+        c = tables.changes
+        self._counts = RememberedCounts(sa.select(sa.func.coalesce(sa.func.sum(c.c.changes), 0)))
         self._memory_columns = (
             m.c.memory_id, m.c.memory, m.c.user_id, m.c.agent_id, m.c.team_id,
             m.c.created_at, m.c.updated_at,
@@ -285,12 +351,18 @@ class MemoryRepository:
                    .with_for_update(skip_locked=True))
         self._purge_expired_keys = sa.delete(k).where(
             sa.tuple_(k.c.user_id, k.c.idempotency_key).in_(expired))
+        counted = insert(c).values(shard=sa.bindparam("shard"), changes=1)
+        self._count_change = counted.on_conflict_do_update(
+            index_elements=[c.c.shard], set_={"changes": c.c.changes + 1})
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sa.Connection]:
-        """A write transaction, begun once it is this writer's turn (see database.WriterQueue)."""
+        """A write transaction, begun once it is this writer's turn (see database.WriterQueue),
+        that counts itself in the change counter (see RememberedCounts) if it commits."""
         with writer_turn(self._engine), self._writer.begin() as conn:
             yield conn
+            # Last, so that on PostgreSQL the counter row's lock is held only through the commit.
+            conn.execute(self._count_change, {"shard": random.randrange(CHANGE_SHARDS)})
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -347,13 +419,14 @@ class MemoryRepository:
         offset = (query.page - 1) * query.limit
 
         with self._engine.begin() as conn:
-            total = self._count(conn, query, exact, topics, needle)
+            counts = self._counts.reading(conn)
+            total = self._count(conn, counts, query, exact, topics, needle)
             items: list[Memory] = []
             if offset < total:
                 if topics and not exact and not needle:
                     statement = self._in_topic_order(topics, query.sort_by, query.sort_order)
                 else:
-                    conditions = exact + self._narrowing(conn, query, topics, needle, total, offset)
+                    conditions = exact + self._narrowing(conn, counts, query, topics, needle, total, offset)
                     statement = sa.select(*self._memory_columns).where(*conditions).order_by(*ordering)
                 rows = conn.execute(statement.limit(query.limit).offset(offset)).all()
                 items = self._with_topics(conn, rows)
@@ -378,8 +451,8 @@ class MemoryRepository:
                 .where(t.c.topic == topics[0], *others)
                 .order_by(*ordering))
 
-    def _narrowing(self, conn: sa.Connection, query: MemoryQuery, topics: list[str], needle: str | None,
-                   total: int, offset: int) -> list:
+    def _narrowing(self, conn: sa.Connection, counts: CountsAt, query: MemoryQuery, topics: list[str],
+                   needle: str | None, total: int, offset: int) -> list:
         """The topic and search conditions, in the form that finds the page fastest.
 
         Two plans find the same rows. Walking the sort order's index and testing each row stops
@@ -388,7 +461,7 @@ class MemoryRepository:
         reads every match, so it wins when they are rare. The count, already known, says which.
         """
         m, t = self._m, self._t
-        walked = self._size(conn, query.user_id) if topics or needle else 0
+        walked = self._size(conn, counts, query.user_id) if topics or needle else 0
         walk = (offset + query.limit) * walked <= total * total
         conditions = []
         for topic in topics:
@@ -414,11 +487,11 @@ class MemoryRepository:
             return None
         return self._search.c.memory_folded.match('"' + needle.replace('"', '""') + '"')
 
-    def _size(self, conn: sa.Connection, user_id: str | None) -> int:
+    def _size(self, conn: sa.Connection, counts: CountsAt, user_id: str | None) -> int:
         """How many memories the sort order's index walks through: the user's, or all."""
         if user_id is not None:
             return conn.execute(self._count_of_user, {"user_id": user_id}).scalar() or 0
-        return conn.execute(self._count_all).scalar_one()
+        return counts.get(ALL_MEMORIES, lambda: conn.execute(self._count_all).scalar_one())
 
     @unavailable_as_error(read=True)
     def count(self) -> int:
@@ -439,17 +512,23 @@ class MemoryRepository:
         with self._engine.begin() as conn:
             return self._with_topics(conn, conn.execute(statement).all())
 
-    def _count(self, conn: sa.Connection, query: MemoryQuery, exact: list, topics: list[str],
-               needle: str | None) -> int:
-        """How many memories match, from the smallest index that knows: the per-user summary,
+    def _count(self, conn: sa.Connection, counts: CountsAt, query: MemoryQuery, exact: list,
+               topics: list[str], needle: str | None) -> int:
+        """How many memories match: one user's from their summary row, anything else as
+        remembered since the last write (see RememberedCounts) or counted now."""
+        if not needle and not topics and len(exact) == 1 and query.user_id is not None:
+            return conn.execute(self._count_of_user, {"user_id": query.user_id}).scalar() or 0
+        question = (query.user_id, query.agent_id, query.team_id, tuple(sorted(topics)), needle)
+        return counts.get(question, lambda: self._count_now(conn, query, exact, topics, needle))
+
+    def _count_now(self, conn: sa.Connection, query: MemoryQuery, exact: list, topics: list[str],
+                   needle: str | None) -> int:
+        """How many memories match, from the smallest index that knows: the per-user summaries,
         one topic's index entries, or the search index; by counting matches otherwise."""
         m, t = self._m, self._t
         only_user = len(exact) == 1 and query.user_id is not None
-        if not needle and not topics:
-            if not exact:
-                return conn.execute(self._count_all).scalar_one()
-            if only_user:
-                return conn.execute(self._count_of_user, {"user_id": query.user_id}).scalar() or 0
+        if not needle and not topics and not exact:
+            return conn.execute(self._count_all).scalar_one()
         if not needle and len(topics) == 1 and (not exact or only_user):
             # One row per memory and topic: the topic's index entries are its memories.
             statement = sa.select(sa.func.count()).select_from(t).where(t.c.topic == topics[0])
@@ -487,21 +566,20 @@ class MemoryRepository:
         s = self._s
         conditions = [] if user_id is None else [s.c.user_id == user_id]
         offset = (page - 1) * limit
-        with self._engine.begin() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(s).where(*conditions)
-            ).scalar_one()
-            items: list[UserStats] = []
-            if offset < total:
-                rows = conn.execute(
-                    sa.select(s.c.user_id, s.c.total_memories, s.c.last_memory_updated_at)
-                    .where(*conditions)
-                    .order_by(s.c.last_memory_updated_at.desc(), s.c.user_id.asc())
-                    .limit(limit)
-                    .offset(offset)
-                ).all()
-                items = [UserStats(*row) for row in rows]
-        return Page(items, page, limit, total, _ms_since(started))
+        count = sa.select(sa.func.count()).select_from(s).where(*conditions)
+        # The page and the total in one statement, so one snapshot and one round trip with
+        # no transaction around them; only a page past the end needs the total alone.
+        with self._reader.connect() as conn:
+            rows = conn.execute(
+                sa.select(s.c.user_id, s.c.total_memories, s.c.last_memory_updated_at,
+                          count.scalar_subquery().label("total"))
+                .where(*conditions)
+                .order_by(s.c.last_memory_updated_at.desc(), s.c.user_id.asc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            total = rows[0].total if rows else conn.execute(count).scalar_one()
+        return Page([UserStats(*row[:3]) for row in rows], page, limit, total, _ms_since(started))
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ themselves, their topics (one row per memory and topic, so a topic filter is an 
 instead of a LIKE over JSON text), a per-user summary that the same transaction as each write
 keeps in step (so statistics never read every memory), the history of every memory (one row
 per version, written by the same transaction as the change, kept after a delete), and the
-idempotency keys of recent creates. Several families can live in one database; each is
+idempotency keys of recent creates, and a count of the write transactions committed (so a
+costly count can be remembered until the data changes). Several families can live in one database; each is
 created only from configuration, never by a request, and by the Alembic migrations in
 ``storage/migrations``, which must make exactly what these models declare (a test compares
 them).
@@ -92,6 +93,7 @@ class MemoryTables:
     user_stats: sa.Table
     history: sa.Table
     idempotency: sa.Table
+    changes: sa.Table
 
 
 def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
@@ -204,5 +206,16 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
     )
     # Expired keys are purged by range on this index.
     sa.Index(f"ix_{name}_idempotency_expires", idempotency.c.expires_at)
+    # How many write transactions have committed, spread over a few rows so that concurrent
+    # writers on PostgreSQL rarely wait for each other's row lock. Each write transaction adds
+    # one to a row in the same transaction, and rows are never deleted, so the sum grows with
+    # every change to the family's data: a count remembered with the sum it was read under
+    # is still the count while the sum has not moved (storage/repository.py, RememberedCounts).
+    changes = sa.Table(
+        f"{name}_changes",
+        metadata,
+        sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("changes", sa.BigInteger, nullable=False),
+    )
     return MemoryTables(name=name, memories=memories, topics=topics, user_stats=user_stats,
-                        history=history, idempotency=idempotency)
+                        history=history, idempotency=idempotency, changes=changes)

@@ -1,0 +1,131 @@
+"""Totals that cost a count of many index entries are remembered between writes, and never
+outlive one: every write, in any process, ends them (storage/repository.py, RememberedCounts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import Database, MemoryQuery, repository as repository_module
+
+from .conftest import DB_ID, stored_memory
+
+
+@pytest.fixture
+def other_process(database_url, table_name, catalog):
+    """A second repository on the same tables through its own engine and pool, as another
+    worker process has: it shares nothing with the first but the database."""
+    database = Database.connect(DB_ID, database_url, [table_name])
+    yield database.repositories[table_name]
+    database.dispose()
+
+
+@pytest.fixture
+def counted(repository, monkeypatch):
+    """The questions the repository actually counted (rather than remembered)."""
+    questions = []
+    count_now = repository._count_now
+
+    def counting(conn, query, *args):
+        questions.append(query.search_content)
+        return count_now(conn, query, *args)
+
+    monkeypatch.setattr(repository, "_count_now", counting)
+    return questions
+
+
+def search(repository, needle: str, **filters) -> int:
+    return repository.list(MemoryQuery(search_content=needle, **filters)).total_count
+
+
+def test_a_search_asked_again_before_any_write_is_not_counted_again(repository, counted):
+    repository.insert([stored_memory(f"m{i}", memory=f"drinks tea, cup {i}") for i in range(5)])
+    assert search(repository, "tea") == 5
+    assert search(repository, "TEA") == 5  # the same question once folded
+    assert search(repository, "tea", page=2, limit=2) == 5
+    assert counted == ["tea"]
+
+
+def test_different_questions_are_remembered_apart(repository, counted):
+    repository.insert([stored_memory("a", memory="tea", user_id="u1"),
+                       stored_memory("b", memory="tea", user_id="u2", topics=["x"])])
+    assert search(repository, "tea") == 2
+    assert search(repository, "tea", user_id="u1") == 1
+    assert search(repository, "tea", topics=["x"]) == 1
+    assert repository.list(MemoryQuery(topics=["x"])).total_count == 1
+    assert search(repository, "coffee") == 0
+    assert len(counted) == 5
+
+
+@pytest.mark.parametrize("change", ["insert", "create", "update", "delete", "erase_user"])
+def test_every_kind_of_write_in_another_process_ends_the_remembered_totals(
+        repository, other_process, change):
+    repository.insert([stored_memory("m1", memory="tea", user_id="u1"),
+                       stored_memory("m2", memory="tea", user_id="u2")])
+    assert search(repository, "tea") == 2
+    assert repository.list(MemoryQuery()).total_count == 2
+    if change == "insert":
+        other_process.insert([stored_memory("m3", memory="more tea")])
+        expected = 3
+    elif change == "create":
+        other_process.create(memory="green tea", user_id="u3")
+        expected = 3
+    elif change == "update":
+        other_process.update("m1", user_id="u1", memory="coffee", topics=None)
+        expected = 1
+    elif change == "delete":
+        other_process.delete(["m1"])
+        expected = 1
+    else:
+        other_process.erase_user("u2")
+        expected = 1
+    assert search(repository, "tea") == expected
+    assert repository.list(MemoryQuery()).total_count == (2 if change == "update" else expected)
+
+
+def test_a_write_that_commits_while_a_total_is_counted_is_seen_by_the_next_read(
+        repository, other_process, monkeypatch):
+    # The change counter is read before counting: a write that lands after the count (but
+    # before the count is remembered) must leave the remembered count behind. Counting first
+    # and reading the counter after would remember 1 under the write's state, and answer 1
+    # (on PostgreSQL, where each statement of a read sees the latest commits; SQLite's read
+    # transaction keeps one snapshot, which holds either way).
+    repository.insert([stored_memory("m1", memory="tea")])
+    count_now = repository._count_now
+
+    def count_then_write(*args):
+        n = count_now(*args)
+        monkeypatch.setattr(repository, "_count_now", count_now)
+        other_process.insert([stored_memory("m2", memory="tea too")])
+        return n
+
+    monkeypatch.setattr(repository, "_count_now", count_then_write)
+    assert search(repository, "tea") == 1
+    assert search(repository, "tea") == 2
+
+
+def test_a_write_that_fails_changes_nothing_and_the_totals_stay_right(repository, other_process):
+    repository.insert([stored_memory("m1", memory="tea")])
+    assert search(repository, "tea") == 1
+    with pytest.raises(repository_module.MemoryExists):
+        other_process.insert_new([stored_memory("m2", memory="tea"), stored_memory("m1", memory="tea")])
+    assert search(repository, "tea") == 1
+    assert repository.list(MemoryQuery()).total_count == 1
+
+
+def test_user_statistics_totals_follow_writes(repository, other_process):
+    repository.insert([stored_memory("m1", user_id="u1")])
+    assert repository.user_stats(limit=10, page=1).total_count == 1
+    other_process.insert([stored_memory("m2", user_id="u2")])
+    assert repository.user_stats(limit=10, page=1).total_count == 2
+    other_process.erase_user("u1")
+    assert repository.user_stats(limit=10, page=1).total_count == 1
+
+
+def test_the_remembered_totals_are_bounded(repository, counted, monkeypatch):
+    monkeypatch.setattr(repository_module, "REMEMBERED_COUNTS", 3)
+    repository.insert([stored_memory("m1", memory="abcdef")])
+    for needle in ("abc", "bcd", "cde", "def"):
+        assert search(repository, needle) == 1
+    assert len(repository._counts._remembered[1]) <= 3
+    assert search(repository, "def") == 1
+    assert counted == ["abc", "bcd", "cde", "def"]
