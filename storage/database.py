@@ -339,6 +339,19 @@ def single_statement_reads(engine: sa.Engine) -> sa.Engine:
     return engine.execution_options(**{SINGLE_STATEMENT_READS: True})
 
 
+def several_statement_reads(engine: sa.Engine) -> sa.Engine:
+    """The engine for reads of several statements (a total, then its page).
+
+    SQLite: in a transaction, so every statement reads the one snapshot WAL gives it.
+    PostgreSQL: in autocommit. At its READ COMMITTED level a transaction gives each statement
+    a snapshot of its own anyway, so BEGIN and COMMIT would cost two round trips and change
+    nothing that the statements see.
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 
 F = TypeVar("F", bound=Callable)

@@ -23,7 +23,15 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .database import WRITES, bulk_cache, commits, single_statement_reads, unavailable_as_error, writer_turn
+from .database import (
+    WRITES,
+    bulk_cache,
+    commits,
+    several_statement_reads,
+    single_statement_reads,
+    unavailable_as_error,
+    writer_turn,
+)
 from .schema import MemoryTables
 
 SORT_COLUMNS = ("updated_at", "created_at")
@@ -211,6 +219,7 @@ class MemoryRepository:
         self.idempotency_ttl = idempotency_ttl
         self._writer = engine.execution_options(**{WRITES: True})
         self._reader = single_statement_reads(engine)
+        self._several_reader = several_statement_reads(engine)
         self.tables = tables
         # Creates made at the same time share a commit (and its flush to disk). A fresh UUID
         # has no history to continue.
@@ -418,7 +427,7 @@ class MemoryRepository:
             ordering = (sort_column.desc(), m.c.memory_id.desc())
         offset = (query.page - 1) * query.limit
 
-        with self._engine.begin() as conn:
+        with self._several_reader.begin() as conn:
             counts = self._counts.reading(conn)
             total = self._count(conn, counts, query, exact, topics, needle)
             items: list[Memory] = []
