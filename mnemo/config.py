@@ -41,6 +41,8 @@ DEFAULT_LOG_FORMAT = "text"
 # keys of a busy day stay a small table.
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 DEFAULT_OPTIMIZE_TIMEOUT_S = 60
+# The only provider optimize-memories reaches models through: the OpenAI-compatible API.
+MODEL_PROVIDER = "openai"
 
 # The algorithms a JWT may be signed with: HMAC with a shared secret, or a signature checked
 # with a public key. Never "none".
@@ -146,6 +148,29 @@ class ModelConfig:
         if self.base_url is not None and not re.match(r"https?://", self.base_url):
             raise ConfigError(f"the model base URL must start with http:// or https://, not "
                               f"{self.base_url!r}")
+
+    @cached_property
+    def endpoint(self) -> str | None:
+        """The chat-completions URL under ``base_url``, built once."""
+        return None if self.base_url is None else self.base_url.rstrip("/") + "/chat/completions"
+
+    @cached_property
+    def default_model_id(self) -> str | None:
+        """The model id ``model`` names, parsed once: the id of ``openai:<id>``, else ``model``
+        as it is."""
+        if self.model is None:
+            return None
+        model_id = openai_model_id(self.model)
+        return self.model if model_id is None else model_id
+
+
+def openai_model_id(name: str) -> str | None:
+    """The id in a model name written ``openai:<id>`` (stripped, possibly empty); None when the
+    name is not written that way."""
+    provider, colon, model_id = name.partition(":")
+    if colon and provider.strip().lower() == MODEL_PROVIDER:
+        return model_id.strip()
+    return None
 
 
 @dataclass(frozen=True)
