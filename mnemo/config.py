@@ -41,6 +41,9 @@ DEFAULT_LOG_FORMAT = "text"
 # keys of a busy day stay a small table.
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 DEFAULT_OPTIMIZE_TIMEOUT_S = 60
+# Where prometheus_client's multiprocess mode keeps the workers' values (mnemo.metrics). Here,
+# not in mnemo.metrics, so that the CLI can name it without importing prometheus_client.
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 # The only provider optimize-memories reaches models through: the OpenAI-compatible API.
 MODEL_PROVIDER = "openai"
 
