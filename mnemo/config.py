@@ -62,6 +62,8 @@ FALSE = {"0", "false", "no", "off", ""}
 # A table name becomes part of other tables' and indexes' names, which PostgreSQL caps at 63.
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 DB_ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+# The control characters no identifier may contain (the document's Identifier), nor a URL path.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # The keys of one [[databases]] entry of a config file.

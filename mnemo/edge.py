@@ -23,14 +23,13 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
-from .config import RateLimit
+from .config import CONTROL_CHARACTERS, RateLimit
 from .errors import REQUEST_ID_HEADER, error_body
 from .logs import ACCESS_LOGGER
 
 log = logging.getLogger("mnemo")
 access_log = logging.getLogger(ACCESS_LOGGER)
 
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # A request id a client may choose: short, and harmless in a header, a log line and JSON.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
 # Characters a path keeps in the access log when it is logged as sent: everything else
