@@ -24,11 +24,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 DEFAULT_DATABASE_URL = "sqlite:///./memories.db"
 DEFAULT_DB_ID = "mnemo"
@@ -253,13 +256,13 @@ class Settings:
             security_key=env.get("MNEMO_SECURITY_KEY") or env.get("OS_SECURITY_KEY") or None,
             validate_responses=_flag(env, "MNEMO_VALIDATE_RESPONSES", False),
             jwt=_jwt(env),
-            max_body_bytes=_integer(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes=_number(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             rate_limit=RateLimit.parse(env["MNEMO_RATE_LIMIT"]) if env.get("MNEMO_RATE_LIMIT") else None,
             cors_origins=tuple(o.strip() for o in env.get("MNEMO_CORS_ORIGINS", "").split(",") if o.strip()),
             metrics_token=env.get("MNEMO_METRICS_TOKEN") or None,
             log_format=log_format(env),
-            idempotency_ttl=timedelta(seconds=_integer(env, "MNEMO_IDEMPOTENCY_TTL",
-                                                       int(DEFAULT_IDEMPOTENCY_TTL.total_seconds()))),
+            idempotency_ttl=timedelta(seconds=_number(env, "MNEMO_IDEMPOTENCY_TTL",
+                                                      int(DEFAULT_IDEMPOTENCY_TTL.total_seconds()))),
             model=_model(env),
         )
 
@@ -332,25 +335,22 @@ def _jwt(env: Mapping[str, str]) -> JwtConfig | None:
 
 def _model(env: Mapping[str, str]) -> ModelConfig:
     """Where optimize-memories finds its model; OPENAI_* as the OpenAI SDKs read them."""
-    raw_timeout = env.get("MNEMO_OPTIMIZE_TIMEOUT")
-    try:
-        timeout = float(raw_timeout) if raw_timeout and raw_timeout.strip() else DEFAULT_OPTIMIZE_TIMEOUT_S
-    except ValueError:
-        raise ConfigError(f"MNEMO_OPTIMIZE_TIMEOUT must be a number of seconds, "
-                          f"not {raw_timeout!r}") from None
     return ModelConfig(
         base_url=(env.get("MNEMO_OPENAI_BASE_URL") or env.get("OPENAI_BASE_URL") or "").strip() or None,
         api_key=env.get("OPENAI_API_KEY") or None,
         model=(env.get("MNEMO_OPTIMIZE_MODEL") or "").strip() or None,
-        timeout_s=timeout,
+        timeout_s=_number(env, "MNEMO_OPTIMIZE_TIMEOUT", DEFAULT_OPTIMIZE_TIMEOUT_S, float,
+                          "a number of seconds"),
     )
 
 
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N] = int,
+            what: str = "a whole number") -> N:
+    """The ``kind`` (int or float) ``name`` holds; ``default`` when it is unset or blank."""
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        return int(raw.strip())
+        return kind(raw.strip())
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
