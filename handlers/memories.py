@@ -29,10 +29,12 @@ def create_memory(body, token_info, db_id=None, table=None):
     key = idempotency_key()
     if key is None:
         memory = memories.create(memory=body["memory"], user_id=user_id, topics=body.get("topics"))
-        return memory_json(memory), 200, etag(memory)
-    memory, replayed = memories.create_once(key, memory=body["memory"], user_id=user_id,
-                                            topics=body.get("topics"))
-    return memory_json(memory), 200, {**etag(memory), "Idempotent-Replayed": str(replayed).lower()}
+        headers = etag(memory)
+    else:
+        memory, replayed = memories.create_once(key, memory=body["memory"], user_id=user_id,
+                                                topics=body.get("topics"))
+        headers = {**etag(memory), "Idempotent-Replayed": str(replayed).lower()}
+    return memory_json(memory), 200, headers
 
 
 def get_memory(memory_id, token_info, user_id=None, db_id=None, table=None):

@@ -15,11 +15,8 @@ def optimize_memories(body, token_info, db_id=None, table=None):
     user_id = owner(token_info, body.get("user_id"))
     if not user_id:
         return user_id_required()
-    try:
-        result = optimizer.optimize(memories, current_app.extensions[MODEL], user_id, body.get("model"),
-                                    body.get("apply", True))
-    except optimizer.OptimizeError as failure:
-        return error(failure.status, failure.detail, failure.error_code)
+    result = optimizer.optimize(memories, current_app.extensions[MODEL], user_id, body.get("model"),
+                                body.get("apply", True))
     if result is None:
         return error(404, f"No memories found for user {user_id}", "NOT_FOUND")
     return {

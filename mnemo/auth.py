@@ -30,7 +30,7 @@ import jwt
 from connexion.exceptions import ClientProblem, OAuthProblem
 from connexion.security import NO_VALUE, BearerSecurityHandler
 
-from .config import JwtConfig
+from .config import CONTROL_CHARACTERS, JwtConfig
 
 log = logging.getLogger("mnemo")
 
@@ -80,9 +80,7 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
     def with_security_key(request):
         if expected is None:
             return dict(OPEN_ACCESS) if verify_jwt is None else NO_VALUE
-        # Starlette decodes headers as latin-1, so this gives back the bytes that were sent.
-        presented = bearer_token(request).encode("latin-1", "replace")
-        if not hmac.compare_digest(presented, expected):
+        if not is_secret(bearer_token(request), expected):
             raise OAuthProblem(detail="Invalid authentication token")
         return dict(KEY_ACCESS)
 
@@ -93,10 +91,9 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
         if expected is None and verify_jwt is None and metrics_expected is None:
             return dict(OPEN_ACCESS)
         token = bearer_token(request)
-        presented = token.encode("latin-1", "replace")
-        if metrics_expected is not None and hmac.compare_digest(presented, metrics_expected):
+        if is_secret(token, metrics_expected):
             return dict(METRICS_ACCESS)
-        if expected is not None and hmac.compare_digest(presented, expected):
+        if is_secret(token, expected):
             return dict(KEY_ACCESS)
         if verify_jwt is not None:
             return verify_jwt(token, admin_only)
@@ -116,6 +113,13 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
             return with_security_key
 
     return MnemoBearer
+
+
+def is_secret(token: str, expected: bytes | None) -> bool:
+    """Whether ``token`` is the secret ``expected`` (never, when none is configured), compared
+    in constant time. Starlette decodes headers as latin-1, so encoding the token that way gives
+    back the bytes that were sent."""
+    return expected is not None and hmac.compare_digest(token.encode("latin-1", "replace"), expected)
 
 
 def bearer_token(request) -> str:
@@ -169,7 +173,7 @@ class JwtVerifier:
 
 def is_user_id(value) -> bool:
     return (isinstance(value, str) and 0 < len(value) <= MAX_USER_ID
-            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value))
+            and not CONTROL_CHARACTERS.search(value))
 
 
 def scope_list(claim) -> list[str]:

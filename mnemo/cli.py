@@ -20,11 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
+from .config import MULTIPROCESS_DIRECTORY
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-# Where prometheus_client's multiprocess mode keeps the workers' values (mnemo.metrics).
-MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 
 log = logging.getLogger("mnemo")
 

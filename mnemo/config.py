@@ -24,11 +24,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 DEFAULT_DATABASE_URL = "sqlite:///./memories.db"
 DEFAULT_DB_ID = "mnemo"
@@ -41,6 +44,11 @@ DEFAULT_LOG_FORMAT = "text"
 # keys of a busy day stay a small table.
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 DEFAULT_OPTIMIZE_TIMEOUT_S = 60
+# Where prometheus_client's multiprocess mode keeps the workers' values (mnemo.metrics). Here,
+# not in mnemo.metrics, so that the CLI can name it without importing prometheus_client.
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+# The only provider optimize-memories reaches models through: the OpenAI-compatible API.
+MODEL_PROVIDER = "openai"
 
 # The algorithms a JWT may be signed with: HMAC with a shared secret, or a signature checked
 # with a public key. Never "none".
@@ -57,6 +65,8 @@ FALSE = {"0", "false", "no", "off", ""}
 # A table name becomes part of other tables' and indexes' names, which PostgreSQL caps at 63.
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 DB_ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+# The control characters no identifier may contain (the document's Identifier), nor a URL path.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # The keys of one [[databases]] entry of a config file.
@@ -147,6 +157,29 @@ class ModelConfig:
             raise ConfigError(f"the model base URL must start with http:// or https://, not "
                               f"{self.base_url!r}")
 
+    @cached_property
+    def endpoint(self) -> str | None:
+        """The chat-completions URL under ``base_url``, built once."""
+        return None if self.base_url is None else self.base_url.rstrip("/") + "/chat/completions"
+
+    @cached_property
+    def default_model_id(self) -> str | None:
+        """The model id ``model`` names, parsed once: the id of ``openai:<id>``, else ``model``
+        as it is."""
+        if self.model is None:
+            return None
+        model_id = openai_model_id(self.model)
+        return self.model if model_id is None else model_id
+
+
+def openai_model_id(name: str) -> str | None:
+    """The id in a model name written ``openai:<id>`` (stripped, possibly empty); None when the
+    name is not written that way."""
+    provider, colon, model_id = name.partition(":")
+    if colon and provider.strip().lower() == MODEL_PROVIDER:
+        return model_id.strip()
+    return None
+
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -223,13 +256,13 @@ class Settings:
             security_key=env.get("MNEMO_SECURITY_KEY") or env.get("OS_SECURITY_KEY") or None,
             validate_responses=_flag(env, "MNEMO_VALIDATE_RESPONSES", False),
             jwt=_jwt(env),
-            max_body_bytes=_integer(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes=_number(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             rate_limit=RateLimit.parse(env["MNEMO_RATE_LIMIT"]) if env.get("MNEMO_RATE_LIMIT") else None,
             cors_origins=tuple(o.strip() for o in env.get("MNEMO_CORS_ORIGINS", "").split(",") if o.strip()),
             metrics_token=env.get("MNEMO_METRICS_TOKEN") or None,
             log_format=log_format(env),
-            idempotency_ttl=timedelta(seconds=_integer(env, "MNEMO_IDEMPOTENCY_TTL",
-                                                       int(DEFAULT_IDEMPOTENCY_TTL.total_seconds()))),
+            idempotency_ttl=timedelta(seconds=_number(env, "MNEMO_IDEMPOTENCY_TTL",
+                                                      int(DEFAULT_IDEMPOTENCY_TTL.total_seconds()))),
             model=_model(env),
         )
 
@@ -302,25 +335,22 @@ def _jwt(env: Mapping[str, str]) -> JwtConfig | None:
 
 def _model(env: Mapping[str, str]) -> ModelConfig:
     """Where optimize-memories finds its model; OPENAI_* as the OpenAI SDKs read them."""
-    raw_timeout = env.get("MNEMO_OPTIMIZE_TIMEOUT")
-    try:
-        timeout = float(raw_timeout) if raw_timeout and raw_timeout.strip() else DEFAULT_OPTIMIZE_TIMEOUT_S
-    except ValueError:
-        raise ConfigError(f"MNEMO_OPTIMIZE_TIMEOUT must be a number of seconds, "
-                          f"not {raw_timeout!r}") from None
     return ModelConfig(
         base_url=(env.get("MNEMO_OPENAI_BASE_URL") or env.get("OPENAI_BASE_URL") or "").strip() or None,
         api_key=env.get("OPENAI_API_KEY") or None,
         model=(env.get("MNEMO_OPTIMIZE_MODEL") or "").strip() or None,
-        timeout_s=timeout,
+        timeout_s=_number(env, "MNEMO_OPTIMIZE_TIMEOUT", DEFAULT_OPTIMIZE_TIMEOUT_S, float,
+                          "a number of seconds"),
     )
 
 
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N] = int,
+            what: str = "a whole number") -> N:
+    """The ``kind`` (int or float) ``name`` holds; ``default`` when it is unset or blank."""
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        return int(raw.strip())
+        return kind(raw.strip())
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from None

@@ -23,14 +23,15 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
-from .config import RateLimit
+from .config import CONTROL_CHARACTERS, RateLimit
 from .errors import REQUEST_ID_HEADER, error_body
 from .logs import ACCESS_LOGGER
 
 log = logging.getLogger("mnemo")
 access_log = logging.getLogger(ACCESS_LOGGER)
 
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# The header as ASGI carries it, encoded once rather than on every request.
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 # A request id a client may choose: short, and harmless in a header, a log line and JSON.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
 # Characters a path keeps in the access log when it is logged as sent: everything else
@@ -84,7 +85,7 @@ class RequestId:
             return
         given = request_id_of(scope)
         request_id = given if given is not None and SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
+        header = (REQUEST_ID_HEADER_BYTES, request_id.encode())
         # Connexion's routing writes the operation it chose into this dict (inner middleware
         # copy the scope, but not the dicts in it), which is how the answer is put to its name.
         extensions = dict(scope.get("extensions") or ())

@@ -25,6 +25,7 @@ from storage import (
 )
 
 from .oas31 import MalformedBodyProblem
+from .optimizer import OptimizeError
 
 log = logging.getLogger("mnemo")
 
@@ -164,6 +165,10 @@ def on_idempotency_conflict(request, error: IdempotencyConflict) -> ConnexionRes
                       "deleted", "IDEMPOTENT_MEMORY_DELETED")
 
 
+def on_optimize_error(request, error: OptimizeError) -> ConnexionResponse:
+    return json_error(request, error.status, error.detail, error.error_code)
+
+
 def on_unexpected(request, error: Exception) -> ConnexionResponse:
     log.error("request %s: unhandled error", request_id(request), exc_info=error, extra=about(request))
     return json_error(request, 500, "Internal server error")
@@ -178,5 +183,6 @@ def handlers(document: dict) -> list[tuple[type[Exception], object]]:
         (DatabaseUnavailable, on_database_unavailable),
         (VersionMismatch, on_version_mismatch),
         (IdempotencyConflict, on_idempotency_conflict),
+        (OptimizeError, on_optimize_error),
         (Exception, on_unexpected),
     ]

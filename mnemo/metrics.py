@@ -23,9 +23,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from storage import Catalog, DatabaseUnavailable
 
+from .config import MULTIPROCESS_DIRECTORY
+
 log = logging.getLogger(__name__)
 
-MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 # generate_latest writes the classic text format, version 0.0.4.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 # The operation label of requests that no operation of the document answered (an unknown

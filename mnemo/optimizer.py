@@ -16,11 +16,10 @@ import httpx
 from storage import Memory, MemoryRepository
 from storage.repository import unique_topics, utcnow
 
-from .config import ModelConfig
+from .config import ModelConfig, openai_model_id
 
 log = logging.getLogger("mnemo")
 
-PROVIDER = "openai"
 # The contract's limits on one memory; the summary is stored as one.
 MAX_MEMORY_CHARACTERS = 5000
 MAX_TOPICS = 50
@@ -88,16 +87,15 @@ def chosen_model(config: ModelConfig, requested: str | None) -> str:
                             "OPENAI_BASE_URL) to an OpenAI-compatible API, such as "
                             "https://api.openai.com/v1, and OPENAI_API_KEY if it needs a key")
     if requested:
-        provider, colon, model = requested.partition(":")
-        if not colon or provider.strip().lower() != PROVIDER or not model.strip():
+        model_id = openai_model_id(requested)
+        if not model_id:
             raise OptimizeError(f"Invalid model {requested!r}: Mnemo reaches models over the "
                                 "OpenAI-compatible API, so name one as 'openai:<model-id>'")
-        return model.strip()
-    if config.model is None:
+        return model_id
+    if config.default_model_id is None:
         raise OptimizeError("No model named: pass model as 'openai:<model-id>', or set "
                             "MNEMO_OPTIMIZE_MODEL on the server")
-    provider, colon, model = config.model.partition(":")
-    return model.strip() if colon and provider.strip().lower() == PROVIDER else config.model
+    return config.default_model_id
 
 
 def optimize(repository: MemoryRepository, config: ModelConfig, user_id: str,
@@ -138,7 +136,7 @@ def summarize(config: ModelConfig, model: str, notes: list[str]) -> str:
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     try:
         response = httpx.post(
-            config.base_url.rstrip("/") + "/chat/completions",
+            config.endpoint,
             json={"model": model, "messages": [
                 {"role": "system", "content": INSTRUCTIONS},
                 {"role": "user", "content": f"The notes:\n\n{numbered}"},
