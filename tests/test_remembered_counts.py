@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from storage import Database, MemoryQuery, repository as repository_module
+from storage import Database, MemoryQuery
+from storage import repository as repository_module
 
 from .conftest import DB_ID, stored_memory
 
