@@ -171,8 +171,10 @@ class RememberedCounts:
         self._remembered: tuple[int, dict] = (-1, {})
         self._lock = threading.Lock()
 
-    def reading(self, conn: sa.Connection) -> CountsAt:
-        return CountsAt(self, conn)
+    def reading(self, conn: sa.Connection, changes: int | None = None) -> CountsAt:
+        """The counts as a read on ``conn`` sees them; ``changes``: the counter's sum, if the
+        read has already taken it (in a statement made before any count it asks for)."""
+        return CountsAt(self, conn, changes)
 
     def _get(self, changes: int, question: tuple, count: Callable[[], int]) -> int:
         seen, counts = self._remembered
@@ -194,8 +196,8 @@ class CountsAt:
 
     __slots__ = ("_counts", "_conn", "_changes")
 
-    def __init__(self, counts: RememberedCounts, conn: sa.Connection):
-        self._counts, self._conn, self._changes = counts, conn, None
+    def __init__(self, counts: RememberedCounts, conn: sa.Connection, changes: int | None):
+        self._counts, self._conn, self._changes = counts, conn, changes
 
     def get(self, question: tuple, count: Callable[[], int]) -> int:
         if self._changes is None:
@@ -228,7 +230,8 @@ class MemoryRepository:
         m, t, s, h = tables.memories, tables.topics, tables.user_stats, tables.history
         self._m, self._t, self._s, self._h = m, t, s, h
         c = tables.changes
-        self._counts = RememberedCounts(sa.select(sa.func.coalesce(sa.func.sum(c.c.changes), 0)))
+        self._changes_so_far = sa.select(sa.func.coalesce(sa.func.sum(c.c.changes), 0))
+        self._counts = RememberedCounts(self._changes_so_far)
         self._memory_columns = (
             m.c.memory_id, m.c.memory, m.c.user_id, m.c.agent_id, m.c.team_id,
             m.c.created_at, m.c.updated_at,
@@ -576,18 +579,20 @@ class MemoryRepository:
         conditions = [] if user_id is None else [s.c.user_id == user_id]
         offset = (page - 1) * limit
         count = sa.select(sa.func.count()).select_from(s).where(*conditions)
-        # The page and the total in one statement, so one snapshot and one round trip with
-        # no transaction around them; only a page past the end needs the total alone.
+        # The page and the change counter in one statement, with no transaction around it; the
+        # number of users is then remembered (see RememberedCounts), so counting them, which
+        # reads every summary row, happens once per write, not once per request.
         with self._reader.connect() as conn:
             rows = conn.execute(
                 sa.select(s.c.user_id, s.c.total_memories, s.c.last_memory_updated_at,
-                          count.scalar_subquery().label("total"))
+                          self._changes_so_far.scalar_subquery().label("changes"))
                 .where(*conditions)
                 .order_by(s.c.last_memory_updated_at.desc(), s.c.user_id.asc())
                 .limit(limit)
                 .offset(offset)
             ).all()
-            total = rows[0].total if rows else conn.execute(count).scalar_one()
+            counts = self._counts.reading(conn, int(rows[0].changes) if rows else None)
+            total = counts.get(("user_stats", user_id), lambda: conn.execute(count).scalar_one())
         return Page([UserStats(*row[:3]) for row in rows], page, limit, total, _ms_since(started))
 
     # -- writes ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ outlive one: every write, in any process, ends them (storage/repository.py, Reme
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from storage import Database, MemoryQuery
 from storage import repository as repository_module
@@ -130,3 +131,25 @@ def test_the_remembered_totals_are_bounded(repository, counted, monkeypatch):
     assert len(repository._counts._remembered[1]) <= 3
     assert search(repository, "def") == 1
     assert counted == ["abc", "bcd", "cde", "def"]
+
+
+def test_the_number_of_users_is_counted_once_between_writes(repository, other_process):
+    repository.insert([stored_memory("m1", user_id="u1"), stored_memory("m2", user_id="u2")])
+    counts = []
+
+    def watch(conn, cursor, statement, *args):
+        if "count(*)" in statement.lower() and "user_stats" in statement:
+            counts.append(statement)
+
+    sa.event.listen(repository._engine, "before_cursor_execute", watch)
+    try:
+        assert repository.user_stats(limit=1, page=1).total_count == 2
+        assert repository.user_stats(limit=1, page=2).total_count == 2
+        assert len(counts) == 1
+        other_process.insert([stored_memory("m3", user_id="u3")])
+        assert repository.user_stats(limit=1, page=1).total_count == 3
+        assert len(counts) == 2
+        # A page past the end still has its total.
+        assert repository.user_stats(limit=1, page=9).total_count == 3
+    finally:
+        sa.event.remove(repository._engine, "before_cursor_execute", watch)
