@@ -315,6 +315,28 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
 BULK_CACHE_KIB = 256 * 1024
 
 
+def after_bulk_load(engine: sa.Engine, tables: list[str],
+                    writing: Callable[[], contextlib.AbstractContextManager[sa.Connection]]) -> None:
+    """Bring the planner's view of ``tables`` up to date after a bulk load.
+
+    Both engines: ANALYZE, so the planner knows the tables' new sizes. PostgreSQL: VACUUM
+    too. Until a page of a table is marked all-visible, PostgreSQL cannot answer from an index
+    alone and reads the table's rows: counting a topic's 10,000 index entries at 1,000,000
+    memories read 8,550 table pages (157 ms) on a freshly imported database, until autovacuum
+    came by. VACUUM cannot run inside a transaction, so it gets an autocommit connection;
+    SQLite's ANALYZE writes, so it takes its turn (``writing``) like any writer.
+    """
+    quote = engine.dialect.identifier_preparer.quote
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in tables:
+                conn.exec_driver_sql(f"VACUUM (ANALYZE) {quote(table)}")
+        return
+    with writing() as conn:
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {quote(table)}")
+
+
 @contextlib.contextmanager
 def bulk_cache(connection: sa.Connection) -> Iterator[None]:
     """A page cache fit for a bulk write, on SQLite, for the duration (PostgreSQL sizes its

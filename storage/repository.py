@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .database import (
     WRITES,
+    after_bulk_load,
     bulk_cache,
     commits,
     several_statement_reads,
@@ -817,16 +818,14 @@ class MemoryRepository:
 
     @unavailable_as_error
     def refresh_statistics(self) -> None:
-        """Let the query planner see the tables as they are now.
+        """Let the query planner see the tables as they are now (see database.after_bulk_load).
 
         After a bulk load its statistics still describe the table before it: PostgreSQL then
         plans for a small table (a sort of every search match instead of a walk down the
         index, for one) until autovacuum catches up.
         """
-        quote = self._engine.dialect.identifier_preparer.quote
-        with self._writing() as conn:
-            for table in (self._m, self._t, self._s, self._h):
-                conn.exec_driver_sql(f"ANALYZE {quote(table.name)}")
+        after_bulk_load(self._engine, [table.name for table in (self._m, self._t, self._s, self._h)],
+                        self._writing)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -232,6 +232,24 @@ def test_the_benchmark_dataset_imports_and_reads_back_the_same_through_the_api(m
     assert all_stats(client) == expected_stats
 
 
+def test_an_import_leaves_the_planner_statistics_and_postgresql_visibility_up_to_date(
+        mnemo, catalog, table_name, tmp_path):
+    path = tmp_path / "dataset.jsonl"
+    path.write_text("\n".join(dataset_lines(300)) + "\n", encoding="utf-8")
+    assert mnemo("import", str(path)).code == 0
+    database = catalog.databases[DB_ID]
+    with database.engine.connect() as conn:
+        if database.engine.dialect.name == "postgresql":
+            # VACUUM marks the pages all-visible, so counts can be answered from an index alone.
+            visible = dict(conn.execute(sa.text(
+                "SELECT relname, relallvisible FROM pg_class WHERE relname IN (:m, :t)"),
+                {"m": table_name, "t": f"{table_name}_topics"}).all())
+            assert visible[table_name] > 0 and visible[f"{table_name}_topics"] > 0
+        else:
+            analysed = {row[0] for row in conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1")}
+            assert {table_name, f"{table_name}_topics"} <= analysed
+
+
 def test_missing_ids_and_timestamps_are_generated_and_missing_topics_and_owners_are_empty(
         mnemo, client, tmp_path):
     path = write_lines(tmp_path / "in.jsonl", [
