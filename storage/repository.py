@@ -177,6 +177,10 @@ class RememberedCounts:
         read has already taken it (in a statement made before any count it asks for)."""
         return CountsAt(self, conn, changes)
 
+    def changes(self, conn: sa.Connection) -> int:
+        """The change counter's sum as ``conn`` sees it now."""
+        return int(conn.execute(self._changes_so_far).scalar_one())
+
     def _get(self, changes: int, question: tuple, count: Callable[[], int]) -> int:
         seen, counts = self._remembered
         if seen == changes and question in counts:
@@ -202,7 +206,7 @@ class CountsAt:
 
     def get(self, question: tuple, count: Callable[[], int]) -> int:
         if self._changes is None:
-            self._changes = int(self._conn.execute(self._counts._changes_so_far).scalar_one())
+            self._changes = self._counts.changes(self._conn)
         return self._counts._get(self._changes, question, count)
 
 
