@@ -33,6 +33,15 @@ from .database import (
     unavailable_as_error,
     writer_turn,
 )
+from .queries import (
+    EXACT_FILTERS,
+    INDEXED,
+    LIKE,
+    ListStatements,
+    like_pattern,
+    search_phrase,
+    topic_parameter,
+)
 from .schema import MemoryTables
 
 SORT_COLUMNS = ("updated_at", "created_at")
@@ -249,10 +258,8 @@ class MemoryRepository:
         self._distinct_topics = _loose_index_scan(t.c.topic, ())
         self._distinct_topics_of_user = _loose_index_scan(
             t.c.topic, (t.c.user_id == sa.bindparam("user_id"),))
-        self._count_all = sa.select(
-            sa.select(sa.func.coalesce(sa.func.sum(s.c.total_memories), 0)).scalar_subquery()
-            + sa.select(sa.func.count()).select_from(m).where(m.c.user_id.is_(None)).scalar_subquery()
-        )
+        self._lists = ListStatements(tables, self._memory_columns, self._search)
+        self._count_all = self._lists.count_all
         self._count_of_user = sa.select(s.c.total_memories).where(s.c.user_id == sa.bindparam("user_id"))
 
         # Statements of fixed shape, built once.
@@ -421,88 +428,54 @@ class MemoryRepository:
     @unavailable_as_error(read=True)
     def list(self, query: MemoryQuery) -> Page:
         started = time.perf_counter()
-        m = self._m
-        exact = [column == value for column, value in (
-            (m.c.user_id, query.user_id), (m.c.agent_id, query.agent_id), (m.c.team_id, query.team_id),
-        ) if value is not None]
+        filters = tuple(name for name in EXACT_FILTERS if getattr(query, name) is not None)
         topics = unique_topics(query.topics)
         needle = query.search_content.casefold() if query.search_content else None
-
-        sort_column = m.c[query.sort_by]
-        if query.sort_order == "asc":
-            ordering = (sort_column.asc(), m.c.memory_id.asc())
-        else:
-            ordering = (sort_column.desc(), m.c.memory_id.desc())
         offset = (query.page - 1) * query.limit
+        parameters = {name: getattr(query, name) for name in filters}
+        parameters.update((topic_parameter(position), topic) for position, topic in enumerate(topics))
+        if needle:
+            parameters["pattern"], parameters["phrase"] = like_pattern(needle), search_phrase(needle)
+        parameters["limit"], parameters["offset"] = query.limit, offset
 
         with self._several_reader.begin() as conn:
             counts = self._counts.reading(conn)
-            total = self._count(conn, counts, query, exact, topics, needle)
+            total = self._count(conn, counts, query, filters, topics, needle, parameters)
             items: list[Memory] = []
             if offset < total:
-                if topics and not exact and not needle:
-                    statement = self._in_topic_order(topics, query.sort_by, query.sort_order)
+                if topics and not filters and not needle:
+                    statement = self._lists.in_topic_order(len(topics), query.sort_by, query.sort_order)
                 else:
-                    conditions = exact + self._narrowing(conn, counts, query, topics, needle, total, offset)
-                    statement = sa.select(*self._memory_columns).where(*conditions).order_by(*ordering)
-                rows = conn.execute(statement.limit(query.limit).offset(offset)).all()
-                items = self._with_topics(conn, rows)
+                    walk = self._walk(conn, counts, query, bool(topics or needle), total, offset)
+                    search = self._search_kind(needle, narrow=not walk)
+                    statement = self._lists.page(filters, len(topics), search, walk, query.sort_by,
+                                                 query.sort_order)
+                items = self._with_topics(conn, conn.execute(statement, parameters).all())
         return Page(items, query.page, query.limit, total, _ms_since(started))
 
-    def _in_topic_order(self, topics: list[str], sort_by: str, sort_order: str) -> sa.Select:
-        """The memories carrying ``topics``, read from the first topic's index in list order.
-
-        The topic rows carry their memory's times, so the index hands them over already sorted
-        and the page is the first ``offset + limit`` of them that carry the other topics too:
-        however many memories the topic has, nothing is sorted.
-        """
-        m, t = self._m, self._t
-        sort_column, tie = t.c[sort_by], t.c.memory_id
-        ordering = (sort_column.asc(), tie.asc()) if sort_order == "asc" else (sort_column.desc(), tie.desc())
-        others = []
-        for topic in topics[1:]:
-            other = t.alias()
-            others.append(sa.exists().where(other.c.memory_id == m.c.memory_id, other.c.topic == topic))
-        return (sa.select(*self._memory_columns)
-                .select_from(t.join(m, m.c.memory_id == t.c.memory_id))
-                .where(t.c.topic == topics[0], *others)
-                .order_by(*ordering))
-
-    def _narrowing(self, conn: sa.Connection, counts: CountsAt, query: MemoryQuery, topics: list[str],
-                   needle: str | None, total: int, offset: int) -> list:
-        """The topic and search conditions, in the form that finds the page fastest.
+    def _walk(self, conn: sa.Connection, counts: CountsAt, query: MemoryQuery, narrowed: bool,
+              total: int, offset: int) -> bool:
+        """Whether the page is found by walking the sort order's index, testing each memory.
 
         Two plans find the same rows. Walking the sort order's index and testing each row stops
         after ``offset + limit`` matches, so it wins when matches are common (a word in a third
         of all memories); starting from the topic or search index and sorting what it finds
         reads every match, so it wins when they are rare. The count, already known, says which.
         """
-        m, t = self._m, self._t
-        walked = self._size(conn, counts, query.user_id) if topics or needle else 0
-        walk = (offset + query.limit) * walked <= total * total
-        conditions = []
-        for topic in topics:
-            if walk:
-                conditions.append(sa.exists().where(t.c.memory_id == m.c.memory_id, t.c.topic == topic))
-            else:
-                conditions.append(m.c.memory_id.in_(sa.select(t.c.memory_id).where(t.c.topic == topic)))
-        if needle:
-            # The LIKE alone is exact; the search index narrows the rows it has to look at.
-            conditions.append(m.c.memory_folded.contains(needle, autoescape=True))
-            if not walk and self._search_match(needle) is not None:
-                conditions.append(m.c.id.in_(
-                    sa.select(self._search.c.rowid).where(self._search_match(needle))))
-        return conditions
+        walked = self._size(conn, counts, query.user_id) if narrowed else 0
+        return (offset + query.limit) * walked <= total * total
 
-    def _search_match(self, needle: str):
-        """SQLite's FTS5 condition for ``needle``, or None where the index cannot serve it.
+    def _search_kind(self, needle: str | None, narrow: bool) -> str | None:
+        """How a search for ``needle`` is matched (queries.LIKE or INDEXED); None without one.
 
-        A trigram phrase matches exactly where its trigrams stand side by side, that is where
-        the needle occurs: on the folded text, the same rows as the LIKE.
+        The search index serves needles of 3 characters or more; on PostgreSQL the trigram
+        index serves the LIKE itself.
         """
-        if self._search is None or len(needle) < TRIGRAM:
+        if not needle:
             return None
-        return self._search.c.memory_folded.match('"' + needle.replace('"', '""') + '"')
+        if narrow and self._search is not None and len(needle) >= TRIGRAM:
+            return INDEXED
+        return LIKE
 
     def _size(self, conn: sa.Connection, counts: CountsAt, user_id: str | None) -> int:
         """How many memories the sort order's index walks through: the user's, or all."""
@@ -529,42 +502,20 @@ class MemoryRepository:
         with self._engine.begin() as conn:
             return self._with_topics(conn, conn.execute(statement).all())
 
-    def _count(self, conn: sa.Connection, counts: CountsAt, query: MemoryQuery, exact: list,
-               topics: list[str], needle: str | None) -> int:
+    def _count(self, conn: sa.Connection, counts: CountsAt, query: MemoryQuery, filters: tuple[str, ...],
+               topics: list[str], needle: str | None, parameters: dict) -> int:
         """How many memories match: one user's from their summary row, anything else as
         remembered since the last write (see RememberedCounts) or counted now."""
-        if not needle and not topics and len(exact) == 1 and query.user_id is not None:
+        if not needle and not topics and filters == ("user_id",):
             return conn.execute(self._count_of_user, {"user_id": query.user_id}).scalar() or 0
         question = (query.user_id, query.agent_id, query.team_id, tuple(sorted(topics)), needle)
-        return counts.get(question, lambda: self._count_now(conn, query, exact, topics, needle))
+        statement = self._lists.count(filters, len(topics), self._search_kind(needle, narrow=True))
+        return counts.get(question, lambda: self._count_now(conn, query, statement, parameters))
 
-    def _count_now(self, conn: sa.Connection, query: MemoryQuery, exact: list, topics: list[str],
-                   needle: str | None) -> int:
-        """How many memories match, from the smallest index that knows: the per-user summaries,
-        one topic's index entries, or the search index; by counting matches otherwise."""
-        m, t = self._m, self._t
-        only_user = len(exact) == 1 and query.user_id is not None
-        if not needle and not topics and not exact:
-            return conn.execute(self._count_all).scalar_one()
-        if not needle and len(topics) == 1 and (not exact or only_user):
-            # One row per memory and topic: the topic's index entries are its memories.
-            statement = sa.select(sa.func.count()).select_from(t).where(t.c.topic == topics[0])
-            if only_user:
-                statement = statement.where(t.c.user_id == query.user_id)
-            return conn.execute(statement).scalar_one()
-        if needle and not topics and not exact and self._search_match(needle) is not None:
-            return conn.execute(
-                sa.select(sa.func.count()).select_from(self._search).where(self._search_match(needle))
-            ).scalar_one()
-        conditions = list(exact)
-        for topic in topics:
-            conditions.append(m.c.memory_id.in_(sa.select(t.c.memory_id).where(t.c.topic == topic)))
-        if needle:
-            conditions.append(m.c.memory_folded.contains(needle, autoescape=True))
-            if self._search_match(needle) is not None:
-                conditions.append(m.c.id.in_(
-                    sa.select(self._search.c.rowid).where(self._search_match(needle))))
-        return conn.execute(sa.select(sa.func.count()).select_from(m).where(*conditions)).scalar_one()
+    @staticmethod
+    def _count_now(conn: sa.Connection, query: MemoryQuery, statement: sa.Select, parameters: dict) -> int:
+        """Count the memories that match ``query`` now, with its ListStatements.count."""
+        return conn.execute(statement, parameters).scalar_one()
 
     @unavailable_as_error(read=True)
     def topics(self, user_id: str | None = None) -> list[str]:

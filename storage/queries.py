@@ -1,0 +1,165 @@
+"""The statements that page and count lists of memories, built once per shape and reused.
+
+A list's statement depends on which filters it has and which plan serves it, never on the
+values it is asked for: those travel as bound parameters. So each shape is built once, and
+SQLAlchemy finds its compiled form without building the statement again and generating its
+cache key, which cost a page of twenty as much CPU as running it (see docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from .schema import MemoryTables
+
+# The filters a list can have that compare a column with one value, in the order they are given.
+EXACT_FILTERS = ("user_id", "agent_id", "team_id")
+# How a search is matched: by LIKE alone, or by LIKE with SQLite's search index narrowing the
+# rows it looks at first (see MemoryRepository._narrowing).
+LIKE, INDEXED = "like", "indexed"
+# The escape character of every LIKE pattern, as in SQLAlchemy's autoescape.
+ESCAPE = "/"
+# Shapes remembered at most: one per combination of filters, number of topics, plan and
+# order. A client sending ever more topics must not make the cache grow without bound.
+SHAPES = 512
+
+
+def like_pattern(needle: str) -> str:
+    """The LIKE pattern that matches ``needle`` anywhere, its own ``%`` and ``_`` literal."""
+    escaped = needle.replace(ESCAPE, ESCAPE * 2).replace("%", ESCAPE + "%").replace("_", ESCAPE + "_")
+    return f"%{escaped}%"
+
+
+def search_phrase(needle: str) -> str:
+    """SQLite FTS5's query for ``needle`` as one phrase: its trigrams side by side."""
+    return '"' + needle.replace('"', '""') + '"'
+
+
+def topic_parameter(position: int) -> str:
+    return f"topic_{position}"
+
+
+class ListStatements:
+    """Page and count statements for lists of one memory table family, by shape.
+
+    Their parameters: ``user_id``, ``agent_id``, ``team_id`` (the filters present), ``topic_0``,
+    ``topic_1``, ... (the topics, in order), ``pattern`` (like_pattern), ``phrase``
+    (search_phrase), ``limit`` and ``offset``.
+    """
+
+    def __init__(self, tables: MemoryTables, columns: tuple, search: sa.TableClause | None):
+        self._m, self._t, self._search = tables.memories, tables.topics, search
+        self._columns = columns
+        self._built: dict[tuple, sa.Select] = {}
+        self._lock = threading.Lock()
+        m, s = self._m, tables.user_stats
+        self.count_all = sa.select(
+            sa.select(sa.func.coalesce(sa.func.sum(s.c.total_memories), 0)).scalar_subquery()
+            + sa.select(sa.func.count()).select_from(m).where(m.c.user_id.is_(None)).scalar_subquery()
+        )
+
+    def page(self, filters: tuple[str, ...], topics: int, search: str | None, walk: bool,
+             sort_by: str, sort_order: str) -> sa.Select:
+        """One page of the memories that match, in list order.
+
+        ``walk``: the plan that walks the sort order's index and tests each memory against
+        the topics, rather than starting from the topics' own index entries.
+        """
+        return self._cached(self._build_page, filters, topics, search, walk, sort_by, sort_order)
+
+    def in_topic_order(self, topics: int, sort_by: str, sort_order: str) -> sa.Select:
+        """One page of the memories that carry every topic, read from the first topic's index
+        entries in list order.
+
+        The topic rows carry their memory's times, so the index hands them over already sorted
+        and the page is the first ``offset + limit`` of them that carry the other topics too:
+        however many memories the topic has, nothing is sorted.
+        """
+        return self._cached(self._build_topic_order, topics, sort_by, sort_order)
+
+    def count(self, filters: tuple[str, ...], topics: int, search: str | None) -> sa.Select:
+        """How many memories match, from the smallest index that knows: one topic's index
+        entries, or the search index; by testing each memory of the rest otherwise."""
+        return self._cached(self._build_count, filters, topics, search)
+
+    def _cached(self, build: Callable[..., sa.Select], *shape) -> sa.Select:
+        shape = (build.__name__, *shape)
+        statement = self._built.get(shape)
+        if statement is None:
+            statement = build(*shape[1:])
+            with self._lock:
+                if len(self._built) >= SHAPES:
+                    self._built.clear()
+                self._built[shape] = statement
+        return statement
+
+    def _build_page(self, filters, topics, search, walk, sort_by, sort_order) -> sa.Select:
+        m = self._m
+        conditions = self._exact(filters) + self._topics(topics, walk) + self._matching(search)
+        return self._paged(sa.select(*self._columns).where(*conditions),
+                           m.c[sort_by], m.c.memory_id, sort_order)
+
+    def _build_topic_order(self, topics, sort_by, sort_order) -> sa.Select:
+        m, t = self._m, self._t
+        others = []
+        for position in range(1, topics):
+            other = t.alias()
+            others.append(sa.exists().where(other.c.memory_id == m.c.memory_id,
+                                            other.c.topic == sa.bindparam(topic_parameter(position))))
+        statement = (sa.select(*self._columns)
+                     .select_from(t.join(m, m.c.memory_id == t.c.memory_id))
+                     .where(t.c.topic == sa.bindparam(topic_parameter(0)), *others))
+        return self._paged(statement, t.c[sort_by], t.c.memory_id, sort_order)
+
+    def _build_count(self, filters, topics, search) -> sa.Select:
+        m, t = self._m, self._t
+        if not filters and not topics and not search:
+            return self.count_all
+        if not search and topics == 1 and filters in ((), ("user_id",)):
+            # One row per memory and topic: the topic's index entries are its memories.
+            conditions = [t.c.topic == sa.bindparam(topic_parameter(0))]
+            if filters:
+                conditions.append(t.c.user_id == sa.bindparam("user_id"))
+            return sa.select(sa.func.count()).select_from(t).where(*conditions)
+        if search == INDEXED and not topics and not filters:
+            return (sa.select(sa.func.count()).select_from(self._search)
+                    .where(self._search.c.memory_folded.match(sa.bindparam("phrase"))))
+        conditions = self._exact(filters) + self._topics(topics, walk=False) + self._matching(search)
+        return sa.select(sa.func.count()).select_from(m).where(*conditions)
+
+    def _exact(self, filters: tuple[str, ...]) -> list:
+        return [self._m.c[name] == sa.bindparam(name) for name in filters]
+
+    def _topics(self, topics: int, walk: bool) -> list:
+        m, t = self._m, self._t
+        conditions = []
+        for position in range(topics):
+            topic = sa.bindparam(topic_parameter(position))
+            if walk:
+                conditions.append(sa.exists().where(t.c.memory_id == m.c.memory_id, t.c.topic == topic))
+            else:
+                conditions.append(m.c.memory_id.in_(sa.select(t.c.memory_id).where(t.c.topic == topic)))
+        return conditions
+
+    def _matching(self, search: str | None) -> list:
+        if search is None:
+            return []
+        m = self._m
+        # The LIKE alone is exact; the search index narrows the rows it has to look at: a
+        # trigram phrase matches exactly where the needle's trigrams stand side by side.
+        conditions = [m.c.memory_folded.like(sa.bindparam("pattern"), escape=ESCAPE)]
+        if search == INDEXED:
+            conditions.append(m.c.id.in_(
+                sa.select(self._search.c.rowid).where(self._search.c.memory_folded.match(sa.bindparam("phrase")))))
+        return conditions
+
+    @staticmethod
+    def _paged(statement: sa.Select, sort_column: sa.Column, tie: sa.Column, sort_order: str) -> sa.Select:
+        if sort_order == "asc":
+            statement = statement.order_by(sort_column.asc(), tie.asc())
+        else:
+            statement = statement.order_by(sort_column.desc(), tie.desc())
+        return statement.limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
