@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
+import orjson
 from flask import current_app, request
 
 from mnemo.errors import error_body, request_id
@@ -20,9 +20,11 @@ def repository(db_id: str | None, table: str | None) -> MemoryRepository:
     return current_app.extensions[CATALOG].repository(db_id, table)
 
 
-def timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``, with microseconds when there are any."""
-    return value.isoformat().replace("+00:00", "Z")
+def to_json(value) -> bytes:
+    """``value`` as JSON. Times are left to orjson, which writes an aware UTC datetime as
+    RFC 3339 with a ``Z`` and with microseconds when there are any, as the contract's
+    examples show, for a fraction of what formatting them in Python costs."""
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)
 
 
 def memory_json(memory: Memory) -> dict:
@@ -33,8 +35,8 @@ def memory_json(memory: Memory) -> dict:
         "agent_id": memory.agent_id,
         "team_id": memory.team_id,
         "topics": memory.topics,
-        "created_at": timestamp(memory.created_at),
-        "updated_at": timestamp(memory.updated_at),
+        "created_at": memory.created_at,
+        "updated_at": memory.updated_at,
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mnemo.auth import owner
 
-from ._shared import memory_not_found, repository, timestamp
+from ._shared import memory_not_found, repository
 
 
 def _entry_json(entry):
@@ -16,7 +16,7 @@ def _entry_json(entry):
         "user_id": entry.user_id,
         "agent_id": entry.agent_id,
         "team_id": entry.team_id,
-        "changed_at": timestamp(entry.changed_at),
+        "changed_at": entry.changed_at,
     }
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from mnemo.auth import owner
 
-from ._shared import page_json, repository, timestamp
+from ._shared import page_json, repository
 
 
 def _user_stats_json(stats):
     return {
         "user_id": stats.user_id,
         "total_memories": stats.total_memories,
-        "last_memory_updated_at": timestamp(stats.last_memory_updated_at),
+        "last_memory_updated_at": stats.last_memory_updated_at,
     }
 
 

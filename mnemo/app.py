@@ -14,7 +14,7 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.middleware.cors import CORSMiddleware
 
-from handlers._shared import CATALOG, METRICS, MODEL
+from handlers._shared import CATALOG, METRICS, MODEL, to_json
 from storage import Catalog, Database
 
 from . import errors, metrics, oas31
@@ -58,7 +58,7 @@ class _Orjson:
 
     @staticmethod
     def dumps(data, **_options) -> str:
-        return orjson.dumps(data).decode()
+        return to_json(data).decode()
 
     @staticmethod
     def loads(data):

@@ -24,7 +24,7 @@ from typing import BinaryIO, TextIO
 
 import orjson
 
-from handlers._shared import memory_json
+from handlers._shared import memory_json, to_json
 from storage import Memory, MemoryRepository
 from storage.agno_source import AgnoMemorySource, NotAnAgnoMemoryTable
 from storage.repository import MemoryExists, utcnow
@@ -96,7 +96,7 @@ def export_memories(repository: MemoryRepository, out: BinaryIO, progress: Progr
     after = None
     while True:
         memories = repository.scan(after, BATCH_SIZE)
-        out.write(b"".join(orjson.dumps(memory_json(m)) + b"\n" for m in memories))
+        out.write(b"".join(to_json(memory_json(m)) + b"\n" for m in memories))
         progress.add(len(memories))
         if len(memories) < BATCH_SIZE:
             out.flush()
