@@ -50,6 +50,19 @@ class UtcDateTime(sa.types.TypeDecorator):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect, coltype):
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        # SQLite's text is naive UTC: parsed with its zone in one step, it costs a seventh of
+        # SQLAlchemy's parse followed by process_result_value's replace(tzinfo=...), which was
+        # a third of what reading a page of memories cost.
+        parse = datetime.fromisoformat
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else parse(value + "+00:00")
+
+        return process
+
 
 def _search_index(memories: sa.Table) -> None:
     """An index that answers substring search on the folded text without reading every row.
