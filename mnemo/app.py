@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from handlers._shared import CATALOG, METRICS, MODEL, to_json
 from storage import Catalog, Database
 
-from . import errors, metrics, oas31
+from . import dispatch, errors, metrics, oas31
 from .auth import bearer_security
 from .config import Settings
 from .edge import (
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         catalog.dispose()
 
     oas31.install()
+    dispatch.install()
     app = connexion.FlaskApp(
         __name__,
         lifespan=lifespan,
