@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -70,6 +70,9 @@ class Result:
     # True where one answer took so long that wrk could not finish enough of them: the rate is
     # then the workers' count over the latency of answers timed one after another.
     estimated: bool = False
+    # When the run that measured it started (UTC): tables put together from several runs say
+    # so, and the scaling table only divides latencies measured in the same run.
+    measured: str = ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,15 +96,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one answer may take before the operation is timed one request "
                         "at a time instead of under load")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-Connexion run")
+    parser.add_argument("--report", action="store_true",
+                        help="only write RESULTS.md and the chart from results.json")
     args = parser.parse_args(argv)
+    args.started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if args.report:
+        return write_report(load_results(), args)
     if not shutil.which("wrk"):
         print("bench: wrk is needed (apt-get install wrk)", file=sys.stderr)
         return 2
 
     DATA.mkdir(exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
-    results_file = RESULTS / "results.json"
-    results = [Result(**r) for r in json.loads(results_file.read_text())] if results_file.exists() else []
+    results = load_results()
     servers = args.servers.split(",")
     operations = args.operations.split(",")
     if "agno" in servers:
@@ -110,18 +117,30 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_ceiling:
         with serving(ceiling_command(args.workers), {}) as base:
-            results = record(results, load.run(base, "health", requests_file("health", None, 0), "any",
-                                               0, "connexion"))
+            results = record(results, replace(load.run(base, "health", requests_file("health", None, 0),
+                                                       "any", 0, "connexion"), measured=args.started))
 
     for size in map(int, args.sizes.split(",")):
         dataset = build_dataset(args.dataset_script, size)
         for backend in args.backends.split(","):
             results = run_side_by_side(results, load, servers, backend, size, dataset, operations, args)
-            RESULTS.mkdir(exist_ok=True)
-            results_file.write_text(json.dumps([asdict(r) for r in results], indent=1))
+            save_results(results)
+    save_results(results)
+    return write_report(results, args)
 
+
+def load_results() -> list[Result]:
+    results_file = RESULTS / "results.json"
+    return [Result(**r) for r in json.loads(results_file.read_text())] if results_file.exists() else []
+
+
+def save_results(results: list[Result]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    results_file.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    (RESULTS / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+
+
+def write_report(results: list[Result], args) -> int:
+    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "RESULTS.md").write_text(report(results, args))
     chart(results, ROOT / "docs" / "performance.png")
     print((RESULTS / "RESULTS.md").read_text())
@@ -149,7 +168,8 @@ def run_side_by_side(results: list[Result], load: Load, servers: list[str], back
                     if server in best and best[server].estimated:
                         continue  # timed one request at a time already: nothing to gain
                     print(f"bench: {backend} {size} {server} {operation}", file=sys.stderr)
-                    result = load.run(bases[server], operation, path, backend, size, server)
+                    result = replace(load.run(bases[server], operation, path, backend, size, server),
+                                     measured=args.started)
                     if server not in best or result.requests_per_s > best[server].requests_per_s:
                         best[server] = result
             for result in best.values():
@@ -482,7 +502,9 @@ def report(results: list[Result], args) -> str:
         for size in sizes:
             if not any((backend, size, s, o) in by for s in ("agno", "mnemo") for o in GOALS):
                 continue
-            lines += [f"## {backend}, {size:,} memories", "",
+            runs = sorted({r.measured or "an earlier run" for (b, n, _s, _o), r in by.items()
+                           if (b, n) == (backend, size)})
+            lines += [f"## {backend}, {size:,} memories", "", f"Measured {' and '.join(runs)}.", "",
                       "| operation | Agno req/s | Mnemo req/s | Mnemo ÷ Agno | goal | Agno p50 / p99 ms "
                       "| Mnemo p50 / p99 ms |",
                       "|---|---:|---:|---:|---:|---:|---:|"]
@@ -514,15 +536,23 @@ def report(results: list[Result], args) -> str:
                   f"workers: {ceiling.requests_per_s:.0f} req/s (p50 {ceiling.p50_ms:.1f} ms).", ""]
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
+        apart: set[str] = set()
         lines += [f"## Scaling: Mnemo's p50 latency at {large:,} ÷ at {small:,} memories (goal < 1.5×)", "",
                   "| operation | " + " | ".join(backends) + " |", "|---|" + "---:|" * len(backends)]
         for operation in INDEXED:
             cells = []
             for backend in backends:
                 a, b = (by.get((backend, n, "mnemo", operation)) for n in (small, large))
-                cells.append(f"{b.p50_ms / a.p50_ms:.2f}×" if a and b and a.p50_ms else "")
+                if a and b and a.measured != b.measured:
+                    apart.add(backend)
+                    cells.append("")
+                else:
+                    cells.append(f"{b.p50_ms / a.p50_ms:.2f}×" if a and b and a.p50_ms else "")
             lines.append(f"| {operation} | " + " | ".join(cells) + " |")
         lines.append("")
+        if apart:
+            lines += [f"Left blank: {', '.join(sorted(apart))} at the two sizes was last measured in "
+                      "different runs, whose machines need not have been equally fast.", ""]
     return "\n".join(lines)
 
 
