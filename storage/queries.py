@@ -61,6 +61,17 @@ class ListStatements:
             + sa.select(sa.func.count()).select_from(m).where(m.c.user_id.is_(None)).scalar_subquery()
         )
 
+    @staticmethod
+    def parameters(exact: dict[str, str], topics: list[str], needle: str | None, limit: int,
+                   offset: int) -> dict:
+        """The values of a list's statements: ``exact`` maps the filters present to theirs."""
+        parameters = dict(exact)
+        parameters.update((topic_parameter(position), topic) for position, topic in enumerate(topics))
+        if needle:
+            parameters["pattern"], parameters["phrase"] = like_pattern(needle), search_phrase(needle)
+        parameters["limit"], parameters["offset"] = limit, offset
+        return parameters
+
     def page(self, filters: tuple[str, ...], topics: int, search: str | None, walk: bool,
              sort_by: str, sort_order: str) -> sa.Select:
         """One page of the memories that match, in list order.

@@ -33,15 +33,7 @@ from .database import (
     unavailable_as_error,
     writer_turn,
 )
-from .queries import (
-    EXACT_FILTERS,
-    INDEXED,
-    LIKE,
-    ListStatements,
-    like_pattern,
-    search_phrase,
-    topic_parameter,
-)
+from .queries import EXACT_FILTERS, INDEXED, LIKE, ListStatements
 from .schema import MemoryTables
 
 SORT_COLUMNS = ("updated_at", "created_at")
@@ -264,6 +256,16 @@ class MemoryRepository:
         self._lists = ListStatements(tables, self._memory_columns, self._search)
         self._count_all = self._lists.count_all
         self._count_of_user = sa.select(s.c.total_memories).where(s.c.user_id == sa.bindparam("user_id"))
+        self._stats_page = (
+            sa.select(s.c.user_id, s.c.total_memories, s.c.last_memory_updated_at,
+                      self._changes_so_far.scalar_subquery().label("changes"))
+            .order_by(s.c.last_memory_updated_at.desc(), s.c.user_id.asc())
+            .limit(sa.bindparam("limit"))
+            .offset(sa.bindparam("offset"))
+        )
+        self._stats_page_of_user = self._stats_page.where(s.c.user_id == sa.bindparam("user_id"))
+        self._count_users = sa.select(sa.func.count()).select_from(s)
+        self._count_user = self._count_users.where(s.c.user_id == sa.bindparam("user_id"))
 
         # Statements of fixed shape, built once.
         self._select_by_id = sa.select(*self._memory_columns).where(
@@ -433,11 +435,8 @@ class MemoryRepository:
         topics = unique_topics(query.topics)
         needle = query.search_content.casefold() if query.search_content else None
         offset = (query.page - 1) * query.limit
-        parameters = {name: getattr(query, name) for name in filters}
-        parameters.update((topic_parameter(position), topic) for position, topic in enumerate(topics))
-        if needle:
-            parameters["pattern"], parameters["phrase"] = like_pattern(needle), search_phrase(needle)
-        parameters["limit"], parameters["offset"] = query.limit, offset
+        parameters = ListStatements.parameters({name: getattr(query, name) for name in filters},
+                                               topics, needle, query.limit, offset)
 
         with self._several_reader.begin() as conn:
             counts = self._counts.reading(conn)
@@ -532,24 +531,16 @@ class MemoryRepository:
     @unavailable_as_error(read=True)
     def user_stats(self, *, limit: int, page: int, user_id: str | None = None) -> Page:
         started = time.perf_counter()
-        s = self._s
-        conditions = [] if user_id is None else [s.c.user_id == user_id]
-        offset = (page - 1) * limit
-        count = sa.select(sa.func.count()).select_from(s).where(*conditions)
+        parameters = {"user_id": user_id, "limit": limit, "offset": (page - 1) * limit}
+        page_of, count = ((self._stats_page, self._count_users) if user_id is None
+                          else (self._stats_page_of_user, self._count_user))
         # The page and the change counter in one statement, with no transaction around it; the
         # number of users is then remembered (see RememberedCounts), so counting them, which
         # reads every summary row, happens once per write, not once per request.
         with self._reader.connect() as conn:
-            rows = conn.execute(
-                sa.select(s.c.user_id, s.c.total_memories, s.c.last_memory_updated_at,
-                          self._changes_so_far.scalar_subquery().label("changes"))
-                .where(*conditions)
-                .order_by(s.c.last_memory_updated_at.desc(), s.c.user_id.asc())
-                .limit(limit)
-                .offset(offset)
-            ).all()
-            counts = self._counts.reading(conn, int(rows[0].changes) if rows else None)
-            total = counts.get(("user_stats", user_id), lambda: conn.execute(count).scalar_one())
+            rows = conn.execute(page_of, parameters).all()
+            counts = self._counts.reading(conn, int(rows[0][3]) if rows else None)
+            total = counts.get(("user_stats", user_id), lambda: conn.execute(count, parameters).scalar_one())
         return Page([UserStats(*row[:3]) for row in rows], page, limit, total, _ms_since(started))
 
     # -- writes ------------------------------------------------------------------------------
