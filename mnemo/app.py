@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from handlers._shared import CATALOG, METRICS, MODEL, to_json
 from storage import Catalog, Database
 
-from . import dispatch, errors, metrics, oas31
+from . import bridge, dispatch, errors, metrics, oas31
 from .auth import bearer_security
 from .config import Settings
 from .edge import (
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         uri_parser_class=oas31.URIParser,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
+    bridge.install(app)
     app.add_api(document, validate_responses=settings.validate_responses)
     app.app.extensions[CATALOG] = catalog
     app.app.extensions[METRICS] = metrics.Exposition(catalog)

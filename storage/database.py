@@ -33,8 +33,8 @@ SQLITE_BUSY_TIMEOUT_S = 30
 # How long PostgreSQL may take to accept a connection: fail fast when it is gone.
 POSTGRES_CONNECT_TIMEOUT_S = 3
 
-# Connections each process keeps open. Connexion's FlaskApp runs handlers on a pool of 10
-# threads (a2wsgi's), each holding at most one connection at a time: a pool of that size never
+# Connections each process keeps open. The app runs handlers on one thread per connection
+# (mnemo/bridge.py), each holding at most one connection at a time: a pool of that size never
 # makes a thread wait, and with no overflow no connection is opened and closed per request,
 # which costs a PostgreSQL server a process fork each time.
 CONNECTIONS_PER_PROCESS = 10
