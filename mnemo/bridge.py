@@ -7,8 +7,9 @@ the other thread and a wait for it. Under load every hand-over is a wake-up of a
 thread. Mnemo's requests and answers are small and bounded (``edge.LimitBodySize`` refuses a
 large body before it gets here; every answer is one JSON document or the metrics text), so
 the body is read before the hop and the answer gathered in the thread: one hop there, one
-back. callgrind: /health went from 2.14M to 1.48M instructions, a get by id from 3.17M to
-2.48M; under load the bare framework answers about half as many requests again.
+back. callgrind: /health went from 2.14M to 1.49M instructions, a get by id from 3.17M to
+2.50M; under load, /health answers up to 1.4 times what the bare framework with a2wsgi does
+(docs/PERFORMANCE.md).
 
 What it changes, and nothing else: the adapter between the ASGI stack and Flask's WSGI app.
 Handlers still run on a pool of threads, never on the event loop, so a slow database call
