@@ -265,7 +265,7 @@ class MemoryRepository:
         )
         self._stats_page_of_user = self._stats_page.where(s.c.user_id == sa.bindparam("user_id"))
         self._count_users = sa.select(sa.func.count()).select_from(s)
-        self._count_user = self._count_users.where(s.c.user_id == sa.bindparam("user_id"))
+        self._count_users_with_id = self._count_users.where(s.c.user_id == sa.bindparam("user_id"))
 
         # Statements of fixed shape, built once.
         self._select_by_id = sa.select(*self._memory_columns).where(
@@ -533,7 +533,7 @@ class MemoryRepository:
         started = time.perf_counter()
         parameters = {"user_id": user_id, "limit": limit, "offset": (page - 1) * limit}
         page_of, count = ((self._stats_page, self._count_users) if user_id is None
-                          else (self._stats_page_of_user, self._count_user))
+                          else (self._stats_page_of_user, self._count_users_with_id))
         # The page and the change counter in one statement, with no transaction around it; the
         # number of users is then remembered (see RememberedCounts), so counting them, which
         # reads every summary row, happens once per write, not once per request.
