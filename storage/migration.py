@@ -127,25 +127,19 @@ def family_metadata(table: str) -> sa.MetaData:
     return metadata
 
 
-def comparison_filters(table: str, dialect: str) -> dict:
-    """``include_name``/``include_object`` that keep Alembic's comparison to one family's
-    ordinary tables and to the objects the database's backend has.
+def comparison_filters(table: str) -> dict:
+    """``include_name`` that keeps Alembic's comparison to one family's ordinary tables.
 
-    The SQLite search index (an FTS5 virtual table, its shadow tables and its triggers) is
+    The search table of each backend (SQLite's FTS5 virtual table with its shadow tables and
+    triggers, PostgreSQL's table with its trigram index and trigger: schema._search_index) is
     outside what Alembic compares; the migrations create it and the tests compare it directly.
-    An index the models declare for one backend only (``info["only_on"]``) is compared there only.
     """
     tables = set(family_tables(table))
 
     def include_name(name, type_, _parents) -> bool:
         return name in tables if type_ == "table" else True
 
-    def include_object(obj, _name, type_, reflected, _compare_to) -> bool:
-        if type_ == "index" and not reflected:
-            return obj.info.get("only_on", dialect) == dialect
-        return True
-
-    return {"include_name": include_name, "include_object": include_object}
+    return {"include_name": include_name}
 
 
 def alembic_config(connection: sa.Connection, table: str) -> Config:

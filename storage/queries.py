@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -17,8 +18,8 @@ from .schema import MemoryTables
 
 # The filters a list can have that compare a column with one value, in the order they are given.
 EXACT_FILTERS = ("user_id", "agent_id", "team_id")
-# How a search is matched: by LIKE alone, or by LIKE with SQLite's search index narrowing the
-# rows it looks at first (see MemoryRepository._narrowing).
+# How a search is matched: by LIKE alone, or by LIKE with the search table narrowing the rows
+# it looks at first (see MemoryRepository._search_kind).
 LIKE, INDEXED = "like", "indexed"
 # The escape character of every LIKE pattern, as in SQLAlchemy's autoescape.
 ESCAPE = "/"
@@ -42,6 +43,31 @@ def topic_parameter(position: int) -> str:
     return f"topic_{position}"
 
 
+class SearchTable(NamedTuple):
+    """A family's search table (schema._search_index): which memories' folded text holds the
+    needle, by row id, and how many do."""
+
+    rows: sa.Select
+    count: sa.Select
+
+
+def search_table(name: str, dialect: str) -> SearchTable:
+    """The search table of family ``name`` on ``dialect``.
+
+    SQLite's FTS5 table matches the needle's trigrams side by side as one phrase, which is
+    exactly where the needle stands in the text; PostgreSQL's trigram index serves a LIKE over
+    the table's copy of the text, re-checked row by row.
+    """
+    if dialect == "sqlite":
+        table = sa.table(f"{name}_search", sa.column("rowid"), sa.column("memory_folded"))
+        row, holds = table.c.rowid, table.c.memory_folded.match(sa.bindparam("phrase"))
+    else:
+        table = sa.table(f"{name}_search", sa.column("id"), sa.column("memory_folded"))
+        row, holds = table.c.id, table.c.memory_folded.like(sa.bindparam("pattern"), escape=ESCAPE)
+    return SearchTable(sa.select(row).where(holds),
+                       sa.select(sa.func.count()).select_from(table).where(holds))
+
+
 class ListStatements:
     """Page and count statements for lists of one memory table family, by shape.
 
@@ -50,7 +76,7 @@ class ListStatements:
     (search_phrase), ``limit`` and ``offset``.
     """
 
-    def __init__(self, tables: MemoryTables, columns: tuple, search: sa.TableClause | None):
+    def __init__(self, tables: MemoryTables, columns: tuple, search: SearchTable):
         self._m, self._t, self._search = tables.memories, tables.topics, search
         self._columns = columns
         self._built: dict[tuple, sa.Select] = {}
@@ -136,8 +162,7 @@ class ListStatements:
                 conditions.append(t.c.user_id == sa.bindparam("user_id"))
             return sa.select(sa.func.count()).select_from(t).where(*conditions)
         if search == INDEXED and not topics and not filters:
-            return (sa.select(sa.func.count()).select_from(self._search)
-                    .where(self._search.c.memory_folded.match(sa.bindparam("phrase"))))
+            return self._search.count
         conditions = self._exact(filters) + self._topics(topics, walk=False) + self._matching(search)
         return sa.select(sa.func.count()).select_from(m).where(*conditions)
 
@@ -159,12 +184,10 @@ class ListStatements:
         if search is None:
             return []
         m = self._m
-        # The LIKE alone is exact; the search index narrows the rows it has to look at: a
-        # trigram phrase matches exactly where the needle's trigrams stand side by side.
+        # The LIKE alone is exact; the search table narrows the rows it has to look at.
         conditions = [m.c.memory_folded.like(sa.bindparam("pattern"), escape=ESCAPE)]
         if search == INDEXED:
-            conditions.append(m.c.id.in_(
-                sa.select(self._search.c.rowid).where(self._search.c.memory_folded.match(sa.bindparam("phrase")))))
+            conditions.append(m.c.id.in_(self._search.rows))
         return conditions
 
     @staticmethod

@@ -33,7 +33,7 @@ from .database import (
     unavailable_as_error,
     writer_turn,
 )
-from .queries import EXACT_FILTERS, INDEXED, LIKE, ListStatements
+from .queries import EXACT_FILTERS, INDEXED, LIKE, ListStatements, search_table
 from .schema import MemoryTables
 
 SORT_COLUMNS = ("updated_at", "created_at")
@@ -246,10 +246,7 @@ class MemoryRepository:
             m.c.created_at, m.c.updated_at,
         )
 
-        # SQLite's FTS5 search table (see schema._search_index); PostgreSQL's trigram index
-        # serves the LIKE itself.
-        self._search = (sa.table(f"{tables.name}_search", sa.column("rowid"), sa.column("memory_folded"))
-                        if engine.dialect.name == "sqlite" else None)
+        self._search = search_table(tables.name, engine.dialect.name)
         self._distinct_topics = _loose_index_scan(t.c.topic, ())
         self._distinct_topics_of_user = _loose_index_scan(
             t.c.topic, (t.c.user_id == sa.bindparam("user_id"),))
@@ -468,12 +465,11 @@ class MemoryRepository:
     def _search_kind(self, needle: str | None, narrow: bool) -> str | None:
         """How a search for ``needle`` is matched (queries.LIKE or INDEXED); None without one.
 
-        The search index serves needles of 3 characters or more; on PostgreSQL the trigram
-        index serves the LIKE itself.
+        The search table's index serves needles of 3 characters or more.
         """
         if not needle:
             return None
-        if narrow and self._search is not None and len(needle) >= TRIGRAM:
+        if narrow and len(needle) >= TRIGRAM:
             return INDEXED
         return LIKE
 

@@ -64,15 +64,40 @@ class UtcDateTime(sa.types.TypeDecorator):
         return process
 
 
-def _search_index(memories: sa.Table) -> None:
-    """An index that answers substring search on the folded text without reading every row.
+def _postgresql_search_ddl(name: str) -> list[str]:
+    """PostgreSQL's search table for family ``name``: each memory's row id and folded text,
+    under a pg_trgm GIN index, kept in step with the memories by a trigger.
 
-    SQLite: an FTS5 table with the trigram tokenizer, kept in step by triggers. PostgreSQL:
-    a pg_trgm GIN index, which serves ``LIKE '%...%'`` directly. Both need 3 characters or
-    more; shorter needles are matched by scanning.
+    The index could sit on the memory table itself, but an exact count re-checks the text of
+    every row the index proposes, and for a word in a third of all memories that reads nearly
+    every page of the table. A table of the folded texts alone has less than half as many
+    (202 MB against 441 MB at 1,000,000 memories; docs/PERFORMANCE.md, "Counting search
+    matches").
     """
-    name = memories.name
-    sqlite_ddl = [
+    return [
+        f"CREATE TABLE {name}_search (id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)",
+        f"CREATE INDEX ix_{name}_search ON {name}_search USING gin (memory_folded gin_trgm_ops)",
+        f"CREATE FUNCTION {name}_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF TG_OP = 'INSERT' THEN "
+        f"INSERT INTO {name}_search (id, memory_folded) VALUES (NEW.id, NEW.memory_folded); "
+        f"ELSIF TG_OP = 'UPDATE' THEN "
+        f"UPDATE {name}_search SET memory_folded = NEW.memory_folded WHERE id = NEW.id; "
+        f"ELSE DELETE FROM {name}_search WHERE id = OLD.id; "
+        f"END IF; RETURN NULL; END $$",
+        f"CREATE TRIGGER {name}_search_sync AFTER INSERT OR UPDATE OF memory_folded OR DELETE "
+        f"ON {name} FOR EACH ROW EXECUTE FUNCTION {name}_search_sync()",
+    ]
+
+
+def _postgresql_search_drop(name: str) -> list[str]:
+    """What undoes _postgresql_search_ddl (the trigger goes with its function)."""
+    return [f"DROP FUNCTION {name}_search_sync() CASCADE", f"DROP TABLE {name}_search"]
+
+
+def _sqlite_search_ddl(name: str) -> list[str]:
+    """SQLite's search table for family ``name``: an FTS5 trigram index over the folded text,
+    which stores none of it (``content=``), kept in step with the memories by triggers."""
+    return [
         f"CREATE VIRTUAL TABLE {name}_search USING fts5(memory_folded, content='{name}', "
         f"content_rowid='id', tokenize='trigram case_sensitive 1')",
         f"CREATE TRIGGER {name}_search_insert AFTER INSERT ON {name} BEGIN "
@@ -85,15 +110,27 @@ def _search_index(memories: sa.Table) -> None:
         f"VALUES ('delete', old.id, old.memory_folded); "
         f"INSERT INTO {name}_search(rowid, memory_folded) VALUES (new.id, new.memory_folded); END",
     ]
-    for statement in sqlite_ddl:
-        sa.event.listen(memories, "after_create", sa.DDL(statement).execute_if(dialect="sqlite"))
-    sa.event.listen(memories, "after_drop",
-                    sa.DDL(f"DROP TABLE IF EXISTS {name}_search").execute_if(dialect="sqlite"))
+
+
+def _search_index(memories: sa.Table) -> None:
+    """A table that answers substring search on the folded text without reading every memory.
+
+    ``{name}_search`` on both backends, made by the DDL above: Alembic's models cannot declare
+    an FTS5 table or a trigger, so the migrations write the same statements out and the tests
+    compare what each creates. Both indexes need 3 characters or more; shorter needles are matched by
+    scanning.
+    """
+    name = memories.name
+    for dialect, statements in (("sqlite", _sqlite_search_ddl(name)),
+                                ("postgresql", _postgresql_search_ddl(name))):
+        for statement in statements:
+            sa.event.listen(memories, "after_create", sa.DDL(statement).execute_if(dialect=dialect))
     sa.event.listen(memories, "before_create",
                     sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"))
-    sa.Index(f"ix_{name}_search", memories.c.memory_folded, postgresql_using="gin",
-             postgresql_ops={"memory_folded": "gin_trgm_ops"},
-             info={"only_on": "postgresql"}).ddl_if(dialect="postgresql")
+    sa.event.listen(memories, "after_drop",
+                    sa.DDL(f"DROP TABLE IF EXISTS {name}_search").execute_if(dialect="sqlite"))
+    for statement in _postgresql_search_drop(name):
+        sa.event.listen(memories, "before_drop", sa.DDL(statement).execute_if(dialect="postgresql"))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def run(connection) -> None:
         version_table=migration.version_table(table),
         # SQLite alters most things by copying the table; batch mode does that for us.
         render_as_batch=True,
-        **migration.comparison_filters(table, connection.dialect.name),
+        **migration.comparison_filters(table),
     )
     with context.begin_transaction():
         context.run_migrations()
