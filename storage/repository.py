@@ -766,8 +766,9 @@ class MemoryRepository:
         plans for a small table (a sort of every search match instead of a walk down the
         index, for one) until autovacuum catches up.
         """
-        after_bulk_load(self._engine, [table.name for table in (self._m, self._t, self._s, self._h)],
-                        self._writing)
+        # The search table too: a plain table on PostgreSQL; on SQLite, ANALYZE passes over it.
+        tables = [table.name for table in (self._m, self._t, self._s, self._h)]
+        after_bulk_load(self._engine, [*tables, f"{self.tables.name}_search"], self._writing)
 
     # -- helpers -----------------------------------------------------------------------------
 

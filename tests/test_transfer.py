@@ -242,9 +242,10 @@ def test_an_import_leaves_the_planner_statistics_and_postgresql_visibility_up_to
         if database.engine.dialect.name == "postgresql":
             # VACUUM marks the pages all-visible, so counts can be answered from an index alone.
             visible = dict(conn.execute(sa.text(
-                "SELECT relname, relallvisible FROM pg_class WHERE relname IN (:m, :t)"),
-                {"m": table_name, "t": f"{table_name}_topics"}).all())
-            assert visible[table_name] > 0 and visible[f"{table_name}_topics"] > 0
+                "SELECT relname, relallvisible FROM pg_class WHERE relname IN (:m, :t, :s)"),
+                {"m": table_name, "t": f"{table_name}_topics", "s": f"{table_name}_search"}).all())
+            assert all(visible[name] > 0 for name in (table_name, f"{table_name}_topics",
+                                                      f"{table_name}_search"))
         else:
             analysed = {row[0] for row in conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1")}
             assert {table_name, f"{table_name}_topics"} <= analysed
