@@ -216,4 +216,5 @@ def downgrade(engine: sa.Engine, table: str, revision: str) -> None:
     with locked(engine) as connection:
         command.downgrade(alembic_config(connection, table), revision)
         if revision == "base":
-            connection.execute(sa.text(f"DROP TABLE IF EXISTS {version_table(table)}"))
+            quoted = connection.dialect.identifier_preparer.quote(version_table(table))
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {quoted}"))

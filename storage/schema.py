@@ -74,24 +74,32 @@ def _postgresql_search_ddl(name: str) -> list[str]:
     (202 MB against 441 MB at 1,000,000 memories; docs/PERFORMANCE.md, "Counting search
     matches").
     """
+    memories, search, sync, index = _postgresql_names(name)
     return [
-        f"CREATE TABLE {name}_search (id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)",
-        f"CREATE INDEX ix_{name}_search ON {name}_search USING gin (memory_folded gin_trgm_ops)",
-        f"CREATE FUNCTION {name}_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"CREATE TABLE {search} (id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)",
+        f"CREATE INDEX {index} ON {search} USING gin (memory_folded gin_trgm_ops)",
+        f"CREATE FUNCTION {sync}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         f"IF TG_OP = 'INSERT' THEN "
-        f"INSERT INTO {name}_search (id, memory_folded) VALUES (NEW.id, NEW.memory_folded); "
+        f"INSERT INTO {search} (id, memory_folded) VALUES (NEW.id, NEW.memory_folded); "
         f"ELSIF TG_OP = 'UPDATE' THEN "
-        f"UPDATE {name}_search SET memory_folded = NEW.memory_folded WHERE id = NEW.id; "
-        f"ELSE DELETE FROM {name}_search WHERE id = OLD.id; "
+        f"UPDATE {search} SET memory_folded = NEW.memory_folded WHERE id = NEW.id; "
+        f"ELSE DELETE FROM {search} WHERE id = OLD.id; "
         f"END IF; RETURN NULL; END $$",
-        f"CREATE TRIGGER {name}_search_sync AFTER INSERT OR UPDATE OF memory_folded OR DELETE "
-        f"ON {name} FOR EACH ROW EXECUTE FUNCTION {name}_search_sync()",
+        f"CREATE TRIGGER {sync} AFTER INSERT OR UPDATE OF memory_folded OR DELETE "
+        f"ON {memories} FOR EACH ROW EXECUTE FUNCTION {sync}()",
     ]
 
 
 def _postgresql_search_drop(name: str) -> list[str]:
     """What undoes _postgresql_search_ddl (the trigger goes with its function)."""
-    return [f"DROP FUNCTION {name}_search_sync() CASCADE", f"DROP TABLE {name}_search"]
+    _, search, sync, _ = _postgresql_names(name)
+    return [f"DROP FUNCTION {sync}() CASCADE", f"DROP TABLE {search}"]
+
+
+def _postgresql_names(name: str) -> tuple[str, ...]:
+    """The memory table, search table, trigger function and index, quoted: PostgreSQL folds an
+    unquoted name to lower case, and a family's name may have capitals."""
+    return tuple(f'"{n}"' for n in (name, f"{name}_search", f"{name}_search_sync", f"ix_{name}_search"))
 
 
 def _sqlite_search_ddl(name: str) -> list[str]:

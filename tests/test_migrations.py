@@ -116,7 +116,8 @@ def family_objects(engine, table: str) -> dict[str, str]:
                     "WHERE table_name = :search GROUP BY table_name"), {"search": f"{table}_search"}),
                 *connection.execute(sa.text(
                     "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
-                    "WHERE tgrelid = to_regclass(:table) AND NOT tgisinternal"), {"table": table}),
+                    "WHERE tgrelid = to_regclass(quote_ident(:table)) AND NOT tgisinternal"),
+                    {"table": table}),
                 *connection.execute(sa.text(
                     "SELECT proname, pg_get_functiondef(oid) FROM pg_proc WHERE proname = :function"),
                     {"function": f"{table}_search_sync"})]
@@ -414,3 +415,26 @@ def test_upgrading_to_0006_finds_existing_memories_by_search_and_keeps_finding_t
         assert found("oolong") == ["tea"]
     finally:
         database.dispose()
+
+
+def test_a_family_named_with_capitals_keeps_its_search_in_step_and_downgrades_to_nothing(
+        engine, database_url):
+    family = f"Mixed{uuid.uuid4().hex[:8]}"
+    try:
+        migration.upgrade(engine, family)
+        database = Database.connect(DB_ID, database_url, [family])
+        try:
+            repository = database.repositories[family]
+            made = repository.create(memory="Keeps BEES", user_id="u")
+            assert [m.memory_id for m in repository.list(MemoryQuery(search_content="bees")).items] == [
+                made.memory_id]
+            repository.delete([made.memory_id], user_id="u")
+            assert repository.list(MemoryQuery(search_content="bees")).total_count == 0
+        finally:
+            database.dispose()
+        migration.downgrade(engine, family, "base")
+        assert family_objects(engine, family) == {}
+        names = [*migration.family_tables(family), f"{family}_search", migration.version_table(family)]
+        assert not any(sa.inspect(engine).has_table(name) for name in names)
+    finally:
+        drop_tables(database_url, family)

@@ -27,9 +27,11 @@ def upgrade() -> None:
     with op.batch_alter_table(topics) as batch:
         for column in SORT_COLUMNS:
             batch.add_column(sa.Column(column, sa.DateTime(timezone=True), nullable=True))
+    # Quoted: PostgreSQL folds an unquoted name to lower case, and a family's may have capitals.
+    memories_q, topics_q = f'"{name}"', f'"{topics}"'
     for column in SORT_COLUMNS:
-        op.execute(f"UPDATE {topics} SET {column} = "
-                   f"(SELECT {name}.{column} FROM {name} WHERE {name}.memory_id = {topics}.memory_id)")
+        op.execute(f"UPDATE {topics_q} SET {column} = (SELECT m.{column} FROM {memories_q} m "
+                   f"WHERE m.memory_id = {topics_q}.memory_id)")
     with op.batch_alter_table(topics) as batch:
         for column in SORT_COLUMNS:
             batch.alter_column(column, existing_type=sa.DateTime(timezone=True), nullable=False)

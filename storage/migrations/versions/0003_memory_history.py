@@ -44,17 +44,18 @@ def upgrade() -> None:
     op.create_index(f"ix_{name}_history_user", history, ["user_id"])
 
     # Each memory's topics as a JSON array in the order the client gave them, built by the
-    # database itself so that a large table is backfilled by one statement.
+    # database itself so that a large table is backfilled by one statement. Names quoted:
+    # PostgreSQL folds an unquoted name to lower case, and a family's may have capitals.
     if op.get_bind().dialect.name == "postgresql":
         topics = (f"(SELECT coalesce(json_agg(t.topic ORDER BY t.position), '[]'::json) "
-                  f"FROM {name}_topics t WHERE t.memory_id = m.memory_id)")
+                  f"FROM \"{name}_topics\" t WHERE t.memory_id = m.memory_id)")
     else:
-        topics = (f"(SELECT json_group_array(topic) FROM (SELECT t.topic FROM {name}_topics t "
+        topics = (f"(SELECT json_group_array(topic) FROM (SELECT t.topic FROM \"{name}_topics\" t "
                   f"WHERE t.memory_id = m.memory_id ORDER BY t.position))")
     op.execute(
-        f"INSERT INTO {history} (memory_id, version, event, memory, topics, user_id, agent_id, "
+        f"INSERT INTO \"{history}\" (memory_id, version, event, memory, topics, user_id, agent_id, "
         f"team_id, changed_at) SELECT m.memory_id, 1, 'create', m.memory, {topics}, m.user_id, "
-        f"m.agent_id, m.team_id, m.updated_at FROM {name} m"
+        f"m.agent_id, m.team_id, m.updated_at FROM \"{name}\" m"
     )
 
 

@@ -31,28 +31,36 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     name = context.config.attributes["table"]
+    memories, search, sync, index = _quoted(name)
     op.drop_index(f"ix_{name}_search", table_name=name)
-    op.execute(f"CREATE TABLE {name}_search (id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)")
+    op.execute(f"CREATE TABLE {search} (id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)")
     op.execute(
-        f"CREATE FUNCTION {name}_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"CREATE FUNCTION {sync}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         f"IF TG_OP = 'INSERT' THEN "
-        f"INSERT INTO {name}_search (id, memory_folded) VALUES (NEW.id, NEW.memory_folded); "
+        f"INSERT INTO {search} (id, memory_folded) VALUES (NEW.id, NEW.memory_folded); "
         f"ELSIF TG_OP = 'UPDATE' THEN "
-        f"UPDATE {name}_search SET memory_folded = NEW.memory_folded WHERE id = NEW.id; "
-        f"ELSE DELETE FROM {name}_search WHERE id = OLD.id; "
+        f"UPDATE {search} SET memory_folded = NEW.memory_folded WHERE id = NEW.id; "
+        f"ELSE DELETE FROM {search} WHERE id = OLD.id; "
         f"END IF; RETURN NULL; END $$")
-    op.execute(f"CREATE TRIGGER {name}_search_sync AFTER INSERT OR UPDATE OF memory_folded OR DELETE "
-               f"ON {name} FOR EACH ROW EXECUTE FUNCTION {name}_search_sync()")
-    op.execute(f"INSERT INTO {name}_search (id, memory_folded) SELECT id, memory_folded FROM {name}")
+    op.execute(f"CREATE TRIGGER {sync} AFTER INSERT OR UPDATE OF memory_folded OR DELETE "
+               f"ON {memories} FOR EACH ROW EXECUTE FUNCTION {sync}()")
+    op.execute(f"INSERT INTO {search} (id, memory_folded) SELECT id, memory_folded FROM {memories}")
     # Built after the copy: one sorted build instead of a million insertions.
-    op.execute(f"CREATE INDEX ix_{name}_search ON {name}_search USING gin (memory_folded gin_trgm_ops)")
+    op.execute(f"CREATE INDEX {index} ON {search} USING gin (memory_folded gin_trgm_ops)")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     name = context.config.attributes["table"]
-    op.execute(f"DROP FUNCTION {name}_search_sync() CASCADE")
-    op.execute(f"DROP TABLE {name}_search")
+    _, search, sync, _ = _quoted(name)
+    op.execute(f"DROP FUNCTION {sync}() CASCADE")
+    op.execute(f"DROP TABLE {search}")
     op.create_index(f"ix_{name}_search", name, ["memory_folded"], postgresql_using="gin",
                     postgresql_ops={"memory_folded": "gin_trgm_ops"})
+
+
+def _quoted(name: str) -> tuple[str, ...]:
+    """The memory table, search table, trigger function and index, quoted: PostgreSQL folds an
+    unquoted name to lower case, and a family's name may have capitals."""
+    return tuple(f'"{n}"' for n in (name, f"{name}_search", f"{name}_search_sync", f"ix_{name}_search"))
