@@ -152,14 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="upgrade every configured memory table to the current schema revision",
         description="Upgrade every configured memory table family of every configured database to "
         "the current schema revision (Alembic's head), creating families that do not exist yet and "
-        "recording tables made before Mnemo versioned its schema. Each family is upgraded in one "
+        "recording tables made before Mnemo versioned its schema, and putting back a PostgreSQL "
+        "search trigger that a partial restore left out. Each family is upgraded in one "
         "transaction; several processes may run this at once. Settings as for serve. Exit codes: "
         "0 every family is at head, 1 a database cannot be reached or a family cannot be upgraded "
-        "(or, with --check, one is not at head), 2 wrong usage or configuration.",
+        "(or, with --check, one is not at head or needs repair), 2 wrong usage or configuration.",
     )
     migrate.add_argument("--check", action="store_true",
                          help="change nothing: report where each family stands and exit 1 unless all "
-                         "are at head")
+                         "are at head and whole")
     migrate.set_defaults(run=_migrate)
 
     # Which memory table export and import work on.
@@ -341,7 +342,7 @@ def _migrate(args: argparse.Namespace) -> int:
             for before in database.prepare(migrate=True):
                 print(f"{database.db_id}/{before.table}: {_upgraded(before)}")
     if behind:
-        print(f"mnemo: {behind} table famil{'y is' if behind == 1 else 'ies are'} not at head; "
+        print(f"mnemo: {behind} table famil{'y' if behind == 1 else 'ies'} to upgrade or repair; "
               "run `mnemo migrate`", file=sys.stderr)
         return EXIT_FAILURE
     return 0
@@ -355,6 +356,9 @@ def _upgraded(before) -> str:
         return f"already at revision {before.head} (head)"
     if before.status is Status.ABSENT:
         return f"created at revision {before.head}"
+    if before.status is Status.UNSYNCED:
+        return (f"at revision {before.head} (head); search trigger put back and search table "
+                "brought up to date")
     if before.status is Status.UNVERSIONED:
         recorded = f"tables from before schema versioning recorded as revision {BASELINE}"
         return recorded + (" (head)" if before.head == BASELINE else f", upgraded to {before.head}")

@@ -82,14 +82,16 @@ class Database:
     def prepare(self, migrate: bool = False) -> list[FamilyState]:
         """Make every memory table family servable; the states they were in before.
 
-        A family that does not exist yet is created (at head). One behind head is upgraded
-        when ``migrate`` is true, and otherwise refused with SchemaBehind; one that no
-        migration can bring to head is refused with SchemaUnknown.
+        A family that does not exist yet is created (at head). One behind head, or whose
+        search table has lost its trigger, is upgraded or repaired when ``migrate`` is true,
+        and otherwise refused with SchemaBehind; one that no migration can bring to head is
+        refused with SchemaUnknown.
         """
         states = self.schema_states()
         self._refuse(SchemaUnknown, [s for s in states if s.status in (Status.UNKNOWN, Status.INCOMPLETE)])
         if not migrate:
-            self._refuse(SchemaBehind, [s for s in states if s.status in (Status.BEHIND, Status.UNVERSIONED)],
+            self._refuse(SchemaBehind, [s for s in states
+                                        if s.status in (Status.BEHIND, Status.UNVERSIONED, Status.UNSYNCED)],
                          "; run `mnemo migrate` (with the same settings), or `mnemo serve --migrate`")
         # Each family is re-read under the migration lock: another process may have got there first.
         return [migration.upgrade(self.engine, state.table, create_only=not migrate)

@@ -27,7 +27,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from .database import WRITES
-from .schema import memory_tables
+from .schema import memory_tables, postgresql_search_ddl, postgresql_search_resync
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The revision that describes what create_schema() made before Alembic owned the schema.
@@ -55,6 +55,7 @@ class Status(enum.Enum):
     UNVERSIONED = "created before Mnemo versioned its schema"
     UNKNOWN = "at a revision this Mnemo does not know"
     INCOMPLETE = "incomplete, with no recorded revision"
+    UNSYNCED = "at head, but its search table is not kept in step"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class FamilyState:
         if self.status is Status.UNKNOWN:
             return (f"is at revision {self.revision}, which this Mnemo does not know: it was "
                     f"migrated by a newer Mnemo, so run that version (this one's head is {self.head})")
+        if self.status is Status.UNSYNCED:
+            return (f"is at revision {self.revision} (head), but the trigger that keeps its search "
+                    "table in step with its memories is missing or disabled (a dump restored "
+                    "without the trigger's function?)")
         return (f"is incomplete: only {', '.join(self.found)} exist, with no recorded revision; "
                 "Mnemo will not guess what they hold: rename or drop them, or choose another "
                 "table name")
@@ -173,6 +178,8 @@ def inspect_family(connection: sa.Connection, table: str) -> FamilyState:
         except CommandError:  # no such revision
             return FamilyState(table, Status.UNKNOWN, revision, current)
         status = Status.CURRENT if revision == current else Status.BEHIND
+        if status is Status.CURRENT and not _search_in_step(connection, table):
+            status = Status.UNSYNCED
         return FamilyState(table, status, revision, current)
     inspector = sa.inspect(connection)
     found = tuple(name for name in family_tables(table) if inspector.has_table(name))
@@ -181,6 +188,18 @@ def inspect_family(connection: sa.Connection, table: str) -> FamilyState:
     if found == baseline_tables(table) and _is_baseline(connection, inspector, table):
         return FamilyState(table, Status.UNVERSIONED, None, current, found)
     return FamilyState(table, Status.INCOMPLETE, None, current, found)
+
+
+def _search_in_step(connection: sa.Connection, table: str) -> bool:
+    """Whether the family's search table has its trigger, enabled. SQLite keeps its triggers in
+    the database file with the tables, so only a PostgreSQL dump of some tables can lose one
+    (``pg_dump --table`` leaves out the function it calls)."""
+    if connection.dialect.name != "postgresql":
+        return True
+    return connection.execute(sa.text(
+        "SELECT to_regclass(quote_ident(:search)) IS NOT NULL AND EXISTS (SELECT FROM pg_trigger "
+        "WHERE tgrelid = to_regclass(quote_ident(:table)) AND tgname = :trigger AND tgenabled <> 'D')"),
+        {"search": f"{table}_search", "table": table, "trigger": f"{table}_search_sync"}).scalar_one()
 
 
 def _is_baseline(connection: sa.Connection, inspector, table: str) -> bool:
@@ -206,7 +225,12 @@ def upgrade(engine: sa.Engine, table: str, create_only: bool = False) -> FamilyS
             MigrationContext.configure(
                 connection, opts={"version_table": version_table(table)}
             ).stamp(scripts(), BASELINE)
-        if before.status is not Status.CURRENT:
+        if before.status is Status.UNSYNCED:
+            # Writes wait on the trigger's lock from its creation to the commit, so none can
+            # slip between the trigger and the copy.
+            for statement in postgresql_search_ddl(table) + postgresql_search_resync(table):
+                connection.exec_driver_sql(statement)
+        elif before.status is not Status.CURRENT:
             command.upgrade(alembic_config(connection, table), "head")
     return before
 

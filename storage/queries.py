@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -43,7 +43,8 @@ def topic_parameter(position: int) -> str:
     return f"topic_{position}"
 
 
-class SearchTable(NamedTuple):
+@dataclass(frozen=True)
+class SearchTable:
     """A family's search table (schema._search_index): which memories' folded text holds the
     needle, by row id, and how many do."""
 

@@ -23,7 +23,7 @@ from storage import Database, MemoryQuery, SchemaBehind, migration
 from storage.database import create_engine
 from storage.schema import UtcDateTime
 
-from .conftest import DB_ID, drop_tables
+from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,12 +115,12 @@ def family_objects(engine, table: str) -> dict[str, str]:
                     "', ' ORDER BY ordinal_position) FROM information_schema.columns "
                     "WHERE table_name = :search GROUP BY table_name"), {"search": f"{table}_search"}),
                 *connection.execute(sa.text(
-                    "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                    "SELECT 'trigger ' || tgname, pg_get_triggerdef(oid) FROM pg_trigger "
                     "WHERE tgrelid = to_regclass(quote_ident(:table)) AND NOT tgisinternal"),
                     {"table": table}),
                 *connection.execute(sa.text(
-                    "SELECT proname, pg_get_functiondef(oid) FROM pg_proc WHERE proname = :function"),
-                    {"function": f"{table}_search_sync"})]
+                    "SELECT 'function ' || proname, pg_get_functiondef(oid) FROM pg_proc "
+                    "WHERE proname = :function"), {"function": f"{table}_search_sync"})]
         # SQLite keeps each statement as written: a table that a migration rebuilt in batch
         # mode has its name quoted, which changes nothing about it.
         return {name.replace(table, "F"): QUOTED_NAME.sub(r"\1", sql).replace(table, "F")
@@ -158,7 +158,8 @@ def test_the_migrated_schema_is_the_schema_the_models_declare(engine, database_u
         migrated, declared = family_objects(engine, family), family_objects(engine, reference)
         assert migrated == declared
         search = ({"F_search", "F_search_insert", "F_search_update", "F_search_delete"}
-                  if engine.dialect.name == "sqlite" else {"F_search", "ix_F_search", "F_search_sync"})
+                  if engine.dialect.name == "sqlite"
+                  else {"F_search", "ix_F_search", "trigger F_search_sync", "function F_search_sync"})
         assert search <= migrated.keys()
     finally:
         models.drop_all(engine)
@@ -438,3 +439,46 @@ def test_a_family_named_with_capitals_keeps_its_search_in_step_and_downgrades_to
         assert not any(sa.inspect(engine).has_table(name) for name in names)
     finally:
         drop_tables(database_url, family)
+
+
+def test_a_postgresql_search_table_that_lost_its_trigger_is_refused_and_put_back_by_migrate(
+        table_name, tmp_path, monkeypatch, capsys):
+    # What restoring `pg_dump --table='<family>*'` without the trigger's function leaves.
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    engine = create_engine(POSTGRES_URL)
+    monkeypatch.setenv("MNEMO_CONFIG", "")
+    config = tmp_path / "mnemo.toml"
+    config.write_text(f'[[databases]]\nid = "{DB_ID}"\nurl = "{POSTGRES_URL}"\ntables = ["{table_name}"]\n')
+    try:
+        migration.upgrade(engine, table_name)
+        database = Database.connect(DB_ID, POSTGRES_URL, [table_name])
+        repository = database.repositories[table_name]
+        kept = repository.create(memory="kept tea", user_id="u")
+        gone = repository.create(memory="gone tea", user_id="u")
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP FUNCTION "{table_name}_search_sync"() CASCADE')
+        # Written while nothing kept the search table in step.
+        unseen = repository.create(memory="unseen tea", user_id="u")
+        repository.delete([gone.memory_id], user_id="u")
+        database.dispose()
+
+        with pytest.raises(SchemaBehind, match="trigger that keeps its search table in step"):
+            Database.connect(DB_ID, POSTGRES_URL, [table_name]).prepare()
+        assert main(["migrate", "--config", str(config), "--check"]) == EXIT_FAILURE
+        assert "is missing or disabled" in capsys.readouterr().out
+        assert main(["migrate", "--config", str(config)]) == 0
+        assert "search trigger put back" in capsys.readouterr().out
+        assert main(["migrate", "--config", str(config), "--check"]) == 0
+
+        database = Database.connect(DB_ID, POSTGRES_URL, [table_name])
+        repository = database.repositories[table_name]
+        later = repository.create(memory="later tea", user_id="u")
+        page = repository.list(MemoryQuery(search_content="tea"))
+        assert sorted(m.memory_id for m in page.items) == sorted(
+            m.memory_id for m in (kept, unseen, later))
+        assert page.total_count == 3
+        database.dispose()
+    finally:
+        engine.dispose()
+        drop_tables(POSTGRES_URL, table_name)
