@@ -27,7 +27,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from .database import WRITES
-from .schema import memory_tables, postgresql_search_ddl, postgresql_search_resync
+from .schema import memory_tables, postgresql_search_repair
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The revision that describes what create_schema() made before Alembic owned the schema.
@@ -191,15 +191,20 @@ def inspect_family(connection: sa.Connection, table: str) -> FamilyState:
 
 
 def _search_in_step(connection: sa.Connection, table: str) -> bool:
-    """Whether the family's search table has its trigger, enabled. SQLite keeps its triggers in
-    the database file with the tables, so only a PostgreSQL dump of some tables can lose one
-    (``pg_dump --table`` leaves out the function it calls)."""
+    """Whether the family's search table, its index and its trigger are there, the trigger
+    firing. SQLite keeps its triggers in the database file with the tables, so only a
+    PostgreSQL dump of some tables can lose one (``pg_dump --table`` leaves out the function
+    it calls)."""
     if connection.dialect.name != "postgresql":
         return True
     return connection.execute(sa.text(
-        "SELECT to_regclass(quote_ident(:search)) IS NOT NULL AND EXISTS (SELECT FROM pg_trigger "
-        "WHERE tgrelid = to_regclass(quote_ident(:table)) AND tgname = :trigger AND tgenabled <> 'D')"),
-        {"search": f"{table}_search", "table": table, "trigger": f"{table}_search_sync"}).scalar_one()
+        "SELECT to_regclass(quote_ident(:search)) IS NOT NULL "
+        "AND to_regclass(quote_ident(:index)) IS NOT NULL "
+        "AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass(quote_ident(:table)) "
+        # 'O' fires in ordinary sessions, 'A' always; 'D' never, 'R' only under replication.
+        "AND tgname = :trigger AND tgenabled IN ('O', 'A'))"),
+        {"search": f"{table}_search", "index": f"ix_{table}_search", "table": table,
+         "trigger": f"{table}_search_sync"}).scalar_one()
 
 
 def _is_baseline(connection: sa.Connection, inspector, table: str) -> bool:
@@ -225,13 +230,12 @@ def upgrade(engine: sa.Engine, table: str, create_only: bool = False) -> FamilyS
             MigrationContext.configure(
                 connection, opts={"version_table": version_table(table)}
             ).stamp(scripts(), BASELINE)
-        if before.status is Status.UNSYNCED:
-            # Writes wait on the trigger's lock from its creation to the commit, so none can
-            # slip between the trigger and the copy.
-            for statement in postgresql_search_ddl(table) + postgresql_search_resync(table):
-                connection.exec_driver_sql(statement)
-        elif before.status is not Status.CURRENT:
+        if before.status not in (Status.CURRENT, Status.UNSYNCED):
             command.upgrade(alembic_config(connection, table), "head")
+        # Also after an upgrade: a restored family behind head may have lost its trigger too.
+        if not _search_in_step(connection, table):
+            for statement in postgresql_search_repair(table):
+                connection.exec_driver_sql(statement)
     return before
 
 

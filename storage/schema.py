@@ -64,7 +64,7 @@ class UtcDateTime(sa.types.TypeDecorator):
         return process
 
 
-def postgresql_search_ddl(name: str) -> list[str]:
+def _postgresql_search_ddl(name: str) -> list[str]:
     """PostgreSQL's search table for family ``name``: each memory's row id and folded text,
     under a pg_trgm GIN index, kept in step with the memories by a trigger.
 
@@ -73,42 +73,63 @@ def postgresql_search_ddl(name: str) -> list[str]:
     every page of the table. A table of the folded texts alone has less than half as many
     (202 MB against 441 MB at 1,000,000 memories; docs/PERFORMANCE.md, "Counting search
     matches").
-
-    Each statement can run again over what it made: ``mnemo migrate`` runs them all to put
-    back a trigger that a partial restore left out (migration.repair_search).
     """
     memories, search, sync, index = _postgresql_names(name)
     return [
-        f"CREATE TABLE IF NOT EXISTS {search} (id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)",
-        f"CREATE INDEX IF NOT EXISTS {index} ON {search} USING gin (memory_folded gin_trgm_ops)",
-        f"CREATE OR REPLACE FUNCTION {sync}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF TG_OP = 'INSERT' THEN "
-        f"INSERT INTO {search} (id, memory_folded) VALUES (NEW.id, NEW.memory_folded); "
-        f"ELSIF TG_OP = 'UPDATE' THEN "
-        f"UPDATE {search} SET memory_folded = NEW.memory_folded WHERE id = NEW.id; "
-        f"ELSE DELETE FROM {search} WHERE id = OLD.id; "
-        f"END IF; RETURN NULL; END $$",
-        f"DROP TRIGGER IF EXISTS {sync} ON {memories}",
-        f"CREATE TRIGGER {sync} AFTER INSERT OR UPDATE OF memory_folded OR DELETE "
-        f"ON {memories} FOR EACH ROW EXECUTE FUNCTION {sync}()",
+        f"CREATE TABLE {search} {_SEARCH_COLUMNS}",
+        f"CREATE INDEX {index} ON {search} USING gin (memory_folded gin_trgm_ops)",
+        f"CREATE FUNCTION {sync}() {_sync_function_body(search)}",
+        f"CREATE TRIGGER {sync} {_sync_trigger_clause(memories, sync)}",
     ]
 
 
-def postgresql_search_resync(name: str) -> list[str]:
-    """Bring family ``name``'s PostgreSQL search table back in step with its memories, for
-    when its trigger was missing: after postgresql_search_ddl, in the same transaction."""
-    memories, search, _, _ = _postgresql_names(name)
+def postgresql_search_repair(name: str) -> list[str]:
+    """Put back whatever of _postgresql_search_ddl is missing (a restore of ``pg_dump --table``
+    lacks the function, so the trigger too), enable a disabled trigger, and bring the search
+    table back in step with the memories.
+
+    The strongest lock it takes on the memory table is the trigger's (SHARE ROW EXCLUSIVE, held
+    to the commit): writes wait, so none slips between the trigger and the copy, and reads go
+    on. Dropping and re-creating a trigger would lock out reads as well.
+    """
+    memories, search, sync, index = _postgresql_names(name)
     return [
+        f"CREATE TABLE IF NOT EXISTS {search} {_SEARCH_COLUMNS}",
+        f"CREATE INDEX IF NOT EXISTS {index} ON {search} USING gin (memory_folded gin_trgm_ops)",
+        f"CREATE OR REPLACE FUNCTION {sync}() {_sync_function_body(search)}",
+        f"DO $repair$ BEGIN "
+        f"IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '{memories}'::regclass "
+        f"AND tgname = '{name}_search_sync') THEN ALTER TABLE {memories} ENABLE TRIGGER {sync}; "
+        f"ELSE CREATE TRIGGER {sync} {_sync_trigger_clause(memories, sync)}; "
+        f"END IF; END $repair$",
         f"INSERT INTO {search} AS s (id, memory_folded) SELECT id, memory_folded FROM {memories} "
         f"ON CONFLICT (id) DO UPDATE SET memory_folded = EXCLUDED.memory_folded "
         f"WHERE s.memory_folded IS DISTINCT FROM EXCLUDED.memory_folded",
-        f"DELETE FROM {search} s WHERE NOT EXISTS (SELECT 1 FROM {memories} m WHERE m.id = s.id)",
+        f"DELETE FROM {search} s WHERE NOT EXISTS (SELECT FROM {memories} m WHERE m.id = s.id)",
         f"ANALYZE {search}",
     ]
 
 
+_SEARCH_COLUMNS = "(id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)"
+
+
+def _sync_function_body(search: str) -> str:
+    return (f"RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF TG_OP = 'INSERT' THEN "
+            f"INSERT INTO {search} (id, memory_folded) VALUES (NEW.id, NEW.memory_folded); "
+            f"ELSIF TG_OP = 'UPDATE' THEN "
+            f"UPDATE {search} SET memory_folded = NEW.memory_folded WHERE id = NEW.id; "
+            f"ELSE DELETE FROM {search} WHERE id = OLD.id; "
+            f"END IF; RETURN NULL; END $$")
+
+
+def _sync_trigger_clause(memories: str, sync: str) -> str:
+    return (f"AFTER INSERT OR UPDATE OF memory_folded OR DELETE ON {memories} "
+            f"FOR EACH ROW EXECUTE FUNCTION {sync}()")
+
+
 def _postgresql_search_drop(name: str) -> list[str]:
-    """What undoes postgresql_search_ddl (the trigger goes with its function)."""
+    """What undoes _postgresql_search_ddl (the trigger goes with its function)."""
     _, search, sync, _ = _postgresql_names(name)
     return [f"DROP FUNCTION IF EXISTS {sync}() CASCADE", f"DROP TABLE IF EXISTS {search}"]
 
@@ -147,7 +168,7 @@ def _search_index(memories: sa.Table) -> None:
     """
     name = memories.name
     for dialect, statements in (("sqlite", _sqlite_search_ddl(name)),
-                                ("postgresql", postgresql_search_ddl(name))):
+                                ("postgresql", _postgresql_search_ddl(name))):
         for statement in statements:
             sa.event.listen(memories, "after_create", sa.DDL(statement).execute_if(dialect=dialect))
     sa.event.listen(memories, "before_create",

@@ -6,12 +6,11 @@ as wide as their folded text. The search table holds just the row id and the fol
 trigger keeps it in step with every insert, text change and delete. SQLite's FTS5 search table
 already has this shape: nothing changes there.
 
-The trigger is created before the existing memories are copied, in the migration's one
-transaction, so no write made meanwhile can be missed; writes wait for the migration (about
-35 s for 1,000,000 memories, most of it building the index), reads only for its last step.
-Replicas of the previous release still answer correctly once it is done, and keep the search
-table in step through the trigger, but they search the memory table, which no longer has an
-index for it: replace them soon.
+The memory table is locked for the whole migration, reads and writes (about 35 s for
+1,000,000 memories, most of it building the new index), so no write is missed between the
+trigger and the copy. Replicas of the previous release still answer correctly once it is done,
+and keep the search table in step through the trigger, but they search the memory table, which
+no longer has an index for it: replace them soon.
 
 Revision ID: 0006
 Revises: 0005
@@ -33,6 +32,10 @@ def upgrade() -> None:
         return
     name = context.config.attributes["table"]
     memories, search, sync, index = _quoted(name)
+    # First, so the memory table is locked once, fully, for the whole migration: taking the
+    # trigger's lighter lock first and this one last could deadlock with a write waiting
+    # between them, and lose the migration's work.
+    op.drop_index(f"ix_{name}_search", table_name=name)
     op.execute(f"CREATE TABLE {search} (id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)")
     op.execute(
         f"CREATE FUNCTION {sync}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
@@ -45,12 +48,9 @@ def upgrade() -> None:
     op.execute(f"CREATE TRIGGER {sync} AFTER INSERT OR UPDATE OF memory_folded OR DELETE "
                f"ON {memories} FOR EACH ROW EXECUTE FUNCTION {sync}()")
     op.execute(f"INSERT INTO {search} (id, memory_folded) SELECT id, memory_folded FROM {memories}")
-    # Built after the copy: one sorted build instead of a million insertions. The old index
-    # goes last: dropping it locks out reads too, until the commit.
-    op.execute(f"ALTER INDEX {index} RENAME TO {_quote(f'ix_{name}_search_old')}")
+    # Built after the copy: one sorted build instead of a million insertions.
     op.execute(f"CREATE INDEX {index} ON {search} USING gin (memory_folded gin_trgm_ops)")
     op.execute(f"ANALYZE {search}")
-    op.drop_index(f"ix_{name}_search_old", table_name=name)
 
 
 def downgrade() -> None:
@@ -65,10 +65,6 @@ def downgrade() -> None:
 
 
 def _quoted(name: str) -> tuple[str, ...]:
-    """The memory table, search table, trigger function and index, quoted."""
-    return tuple(map(_quote, (name, f"{name}_search", f"{name}_search_sync", f"ix_{name}_search")))
-
-
-def _quote(name: str) -> str:
-    # PostgreSQL folds an unquoted name to lower case, and a family's name may have capitals.
-    return f'"{name}"'
+    """The memory table, search table, trigger function and index, quoted: PostgreSQL folds an
+    unquoted name to lower case, and a family's name may have capitals."""
+    return tuple(f'"{n}"' for n in (name, f"{name}_search", f"{name}_search_sync", f"ix_{name}_search"))
