@@ -140,11 +140,14 @@ def test_a_bounded_soak_has_no_errors_no_memory_growth_and_no_latency_drift(
         for client in clients:
             client.join()
     finally:
-        assert stop_server(process) in (0, -15), process.stdout.read().decode()[-3000:]
+        code = stop_server(process)
+        # The server's own account (a worker restarted, a lost connection) goes with a failure.
+        log = process.stdout.read().decode()[-3000:]
+        assert code in (0, -15), log
         drop_tables(database_url, table_name)
 
     errors = [error for client in clients for error in client.errors]
-    assert errors == [], errors[:10]
+    assert errors == [], (errors[:10], log)
     samples = sorted(sample for client in clients for sample in client.samples)
     steady = [s for s in samples if s[0] - started >= WARM_UP * SOAK_S]
     third = len(steady) // 3
