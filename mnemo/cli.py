@@ -316,6 +316,7 @@ def _serve_configured(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=30,
+            timeout_keep_alive=KEEP_ALIVE_S,
             server_header=False,
         )
         return 0
@@ -523,6 +524,13 @@ def _open_binary(path: str, mode: str):
     return open(path, mode)
 
 
+# How long an idle keep-alive connection stays open (uvicorn's default is 5 s, gunicorn's 2 s).
+# A client or proxy that sends on a connection just as the server closes it gets no answer,
+# and a proxy turns that into a 502; one that holds idle connections (a load balancer keeps
+# them 60 s by default) must find them open, so this outlasts the usual idle timeouts.
+KEEP_ALIVE_S = 75
+
+
 def _serve_with_gunicorn(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -533,6 +541,7 @@ def _serve_with_gunicorn(args: argparse.Namespace) -> int:
             self.cfg.set("worker_class", "mnemo.worker.MnemoWorker")
             self.cfg.set("loglevel", args.log_level)
             self.cfg.set("graceful_timeout", 30)
+            self.cfg.set("keepalive", KEEP_ALIVE_S)
             self.cfg.set("logger_class", "mnemo.worker.MnemoLogger")
             self.cfg.set("child_exit", _worker_exited)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
 
@@ -22,6 +25,23 @@ def test_mnemo_serve_answers_over_http_and_stops_cleanly_on_sigterm(serve, datab
     assert httpx.get(f"{base}/memory_topics", headers=auth).json() == ["music"]
     assert httpx.get(f"{base}/docs/").status_code == 200
     assert "server" not in httpx.get(f"{base}/health").headers
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_keep_alive_connection_idle_for_a_few_seconds_is_still_answered(serve, workers):
+    # A client (or a proxy) reusing its connection after a pause must not race the server
+    # closing it: gunicorn's own default closed it after 2 s.
+    connection = http.client.HTTPConnection(serve("--workers", workers).removeprefix("http://"),
+                                            timeout=10)
+    try:
+        for pause in (0, 6):
+            time.sleep(pause)
+            # Over the same socket: http.client opens a new one only once it has closed its own.
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, b'{"status":"ok"}\n'), pause
+    finally:
+        connection.close()
 
 
 def test_several_worker_processes_write_at_once_without_losing_anything(serve):
