@@ -27,7 +27,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from .database import WRITES
-from .schema import memory_tables, postgresql_search_repair
+from .schema import memory_tables, postgresql_search_objects, postgresql_search_repair
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The revision that describes what create_schema() made before Alembic owned the schema.
@@ -197,14 +197,14 @@ def _search_in_step(connection: sa.Connection, table: str) -> bool:
     it calls)."""
     if connection.dialect.name != "postgresql":
         return True
+    search, trigger, index = postgresql_search_objects(table)
     return connection.execute(sa.text(
         "SELECT to_regclass(quote_ident(:search)) IS NOT NULL "
         "AND to_regclass(quote_ident(:index)) IS NOT NULL "
         "AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass(quote_ident(:table)) "
         # 'O' fires in ordinary sessions, 'A' always; 'D' never, 'R' only under replication.
         "AND tgname = :trigger AND tgenabled IN ('O', 'A'))"),
-        {"search": f"{table}_search", "index": f"ix_{table}_search", "table": table,
-         "trigger": f"{table}_search_sync"}).scalar_one()
+        {"search": search, "index": index, "table": table, "trigger": trigger}).scalar_one()
 
 
 def _is_baseline(connection: sa.Connection, inspector, table: str) -> bool:

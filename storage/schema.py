@@ -93,13 +93,14 @@ def postgresql_search_repair(name: str) -> list[str]:
     on. Dropping and re-creating a trigger would lock out reads as well.
     """
     memories, search, sync, index = _postgresql_names(name)
+    _, trigger, _ = postgresql_search_objects(name)
     return [
         f"CREATE TABLE IF NOT EXISTS {search} {_SEARCH_COLUMNS}",
         f"CREATE INDEX IF NOT EXISTS {index} ON {search} USING gin (memory_folded gin_trgm_ops)",
         f"CREATE OR REPLACE FUNCTION {sync}() {_sync_function_body(search)}",
         f"DO $repair$ BEGIN "
         f"IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '{memories}'::regclass "
-        f"AND tgname = '{name}_search_sync') THEN ALTER TABLE {memories} ENABLE TRIGGER {sync}; "
+        f"AND tgname = '{trigger}') THEN ALTER TABLE {memories} ENABLE TRIGGER {sync}; "
         f"ELSE CREATE TRIGGER {sync} {_sync_trigger_clause(memories, sync)}; "
         f"END IF; END $repair$",
         f"INSERT INTO {search} AS s (id, memory_folded) SELECT id, memory_folded FROM {memories} "
@@ -134,10 +135,16 @@ def _postgresql_search_drop(name: str) -> list[str]:
     return [f"DROP FUNCTION IF EXISTS {sync}() CASCADE", f"DROP TABLE IF EXISTS {search}"]
 
 
+def postgresql_search_objects(name: str) -> tuple[str, str, str]:
+    """The names of family ``name``'s search table, its trigger (and the trigger's function),
+    and its index on PostgreSQL."""
+    return f"{name}_search", f"{name}_search_sync", f"ix_{name}_search"
+
+
 def _postgresql_names(name: str) -> tuple[str, ...]:
     """The memory table, search table, trigger function and index, quoted: PostgreSQL folds an
     unquoted name to lower case, and a family's name may have capitals."""
-    return tuple(f'"{n}"' for n in (name, f"{name}_search", f"{name}_search_sync", f"ix_{name}_search"))
+    return tuple(f'"{n}"' for n in (name, *postgresql_search_objects(name)))
 
 
 def _sqlite_search_ddl(name: str) -> list[str]:
@@ -163,8 +170,8 @@ def _search_index(memories: sa.Table) -> None:
 
     ``{name}_search`` on both backends, made by the DDL above: Alembic's models cannot declare
     an FTS5 table or a trigger, so the migrations write the same statements out and the tests
-    compare what each creates. Both indexes need 3 characters or more; shorter needles are matched by
-    scanning.
+    compare what each creates. Both indexes need 3 characters or more; shorter needles are
+    matched by scanning.
     """
     name = memories.name
     for dialect, statements in (("sqlite", _sqlite_search_ddl(name)),
