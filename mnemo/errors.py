@@ -20,6 +20,7 @@ from storage import (
     DatabaseUnavailable,
     IdempotencyConflict,
     IdempotencyKeyReused,
+    MemoriesChanged,
     TableWithoutDatabase,
     VersionMismatch,
 )
@@ -165,6 +166,12 @@ def on_idempotency_conflict(request, error: IdempotencyConflict) -> ConnexionRes
                       "deleted", "IDEMPOTENT_MEMORY_DELETED")
 
 
+def on_memories_changed(request, _error: MemoriesChanged) -> ConnexionResponse:
+    return json_error(request, 409, "The user's memories changed while the model was summarizing "
+                      "them; nothing was applied. Read them again, or retry the request",
+                      "MEMORIES_CHANGED")
+
+
 def on_optimize_error(request, error: OptimizeError) -> ConnexionResponse:
     return json_error(request, error.status, error.detail, error.error_code)
 
@@ -183,6 +190,7 @@ def handlers(document: dict) -> list[tuple[type[Exception], object]]:
         (DatabaseUnavailable, on_database_unavailable),
         (VersionMismatch, on_version_mismatch),
         (IdempotencyConflict, on_idempotency_conflict),
+        (MemoriesChanged, on_memories_changed),
         (OptimizeError, on_optimize_error),
         (Exception, on_unexpected),
     ]

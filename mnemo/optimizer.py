@@ -2,7 +2,8 @@
 
 The model is any server that speaks the OpenAI chat-completions API (OpenAI itself, Ollama,
 vLLM, LiteLLM...). Nothing is stored until the model has answered with a usable summary, and
-then in one transaction, so a failing or slow model changes nothing.
+then in one transaction, so a failing or slow model changes nothing; and only if the memories
+it summarized are still as it read them, so what changed while it was thinking is never lost.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def optimize(repository: MemoryRepository, config: ModelConfig, user_id: str,
         return None
     summary = _summary_of(memories, summarize(config, model, [m.memory for m in memories]))
     if apply:
-        repository.replace_memories(user_id, [m.memory_id for m in memories], summary)
+        # Only over the memories the model read, as it read them (MemoriesChanged otherwise):
+        # the model takes seconds, and a change or an erase meanwhile must not be undone.
+        repository.replace_memories(user_id, memories, summary)
     return Optimization([summary], len(memories), count_tokens(memories), count_tokens([summary]))
 
 

@@ -374,6 +374,14 @@ def several_statement_reads(engine: sa.Engine) -> sa.Engine:
     return engine
 
 
+def snapshot_reads(engine: sa.Engine) -> sa.Engine:
+    """The engine for reads of several statements that must all see one snapshot (a memory
+    and its topics, read apart). SQLite's WAL gives a transaction one snapshot already."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="REPEATABLE READ")
+    return engine
+
+
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 
 F = TypeVar("F", bound=Callable)

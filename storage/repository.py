@@ -1,9 +1,9 @@
 """MemoryRepository: every read and write of one memory table family.
 
 Writes keep four things in step inside one transaction: the memory row, its topic rows, its
-owner's row in the per-user summary and the memory's history. On PostgreSQL, concurrent writers
-for one user queue on that summary row (always locked first, so no two writers can deadlock);
-on SQLite every writer takes the database's write lock when it begins.
+owner's row in the per-user summary and the memory's history. Writers of one user take turns
+(storage/locks.py): on PostgreSQL each first takes its users' advisory locks; on SQLite every
+writer takes the database's write lock when it begins.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from .database import (
     commits,
     several_statement_reads,
     single_statement_reads,
+    snapshot_reads,
     unavailable_as_error,
     writer_turn,
 )
+from .locks import UserLocks
 from .queries import EXACT_FILTERS, INDEXED, LIKE, ListStatements, search_table
 from .schema import MemoryTables
 
@@ -93,6 +95,14 @@ class IdempotencyKeyReused(IdempotencyConflict):
 
 class IdempotentMemoryGone(IdempotencyConflict):
     """The key created a memory that has since been deleted."""
+
+
+class MemoriesChanged(Exception):
+    """Memories a write was based on have changed or gone since they were read."""
+
+
+class _OwnersChanged(Exception):
+    """The memories a delete names changed owners before it held their owners' locks."""
 
 
 class MemoryExists(Exception):
@@ -231,11 +241,12 @@ class MemoryRepository:
         self._writer = engine.execution_options(**{WRITES: True})
         self._reader = single_statement_reads(engine)
         self._several_reader = several_statement_reads(engine)
+        self._snapshot_reader = snapshot_reads(engine)
         self.tables = tables
+        self._locks = UserLocks(tables.name, engine.dialect.name)
         # Creates made at the same time share a commit (and its flush to disk). A fresh UUID
         # has no history to continue.
-        self._creates = commits(engine, self._writing,
-                                lambda conn, items: self._insert(conn, items, fresh_ids=True))
+        self._creates = commits(engine, self._writing, self._insert_created)
         m, t, s, h = tables.memories, tables.topics, tables.user_stats, tables.history
         self._m, self._t, self._s, self._h = m, t, s, h
         c = tables.changes
@@ -330,12 +341,6 @@ class MemoryRepository:
             set_={"total_memories": s.c.total_memories + upsert.excluded.total_memories,
                   "last_memory_updated_at": later},
         )
-        self._lock_users = (
-            sa.select(s.c.user_id)
-            .where(s.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
-            .order_by(s.c.user_id)
-            .with_for_update()
-        )
         latest_of_user = (
             sa.select(sa.func.max(m.c.updated_at))
             .where(m.c.user_id == s.c.user_id)
@@ -365,6 +370,13 @@ class MemoryRepository:
         ).on_conflict_do_nothing().returning(k.c.memory_id)
         self._select_key = sa.select(k.c.request_digest, k.c.memory_id).where(
             k.c.user_id == sa.bindparam("user_id"), k.c.idempotency_key == sa.bindparam("key"))
+        self._erase_memories = sa.delete(m).where(m.c.user_id == sa.bindparam("user_id"))
+        self._erase_history = sa.delete(h).where(h.c.user_id == sa.bindparam("user_id"))
+        self._erase_keys = sa.delete(k).where(k.c.user_id == sa.bindparam("user_id"))
+        self._erase_summary = sa.delete(s).where(s.c.user_id == sa.bindparam("user_id"))
+        self._owners = (sa.select(m.c.user_id).distinct()
+                        .where(m.c.memory_id.in_(sa.bindparam("memory_ids", expanding=True)),
+                               m.c.user_id.is_not(None)))
         self._drop_expired_key = sa.delete(k).where(
             k.c.user_id == sa.bindparam("user_id"), k.c.idempotency_key == sa.bindparam("key"),
             k.c.expires_at <= sa.bindparam("now"))
@@ -420,7 +432,8 @@ class MemoryRepository:
     def of_user(self, user_id: str) -> list[Memory]:
         """All of ``user_id``'s memories, oldest first."""
         m = self._m
-        with self._engine.begin() as conn:
+        # One snapshot for the memories and their topics, so each reads as one version.
+        with self._snapshot_reader.begin() as conn:
             rows = conn.execute(sa.select(*self._memory_columns).where(m.c.user_id == user_id)
                                 .order_by(m.c.created_at, m.c.memory_id)).all()
             return self._with_topics(conn, rows)
@@ -495,7 +508,7 @@ class MemoryRepository:
         statement = sa.select(*self._memory_columns).order_by(m.c.memory_id).limit(limit)
         if after is not None:
             statement = statement.where(m.c.memory_id > after)
-        with self._engine.begin() as conn:
+        with self._snapshot_reader.begin() as conn:
             return self._with_topics(conn, conn.execute(statement).all())
 
     def _count(self, conn: sa.Connection, counts: CountsAt, query: MemoryQuery, filters: tuple[str, ...],
@@ -587,6 +600,7 @@ class MemoryRepository:
         created = Memory(str(uuid.uuid4()), memory, topics, user_id, None, None, now, now)
         key = {"user_id": user_id, "key": idempotency_key}
         with self._writing() as conn:
+            self._locks.lock(conn, [user_id])
             conn.execute(self._purge_expired_keys, {"now": now})
             conn.execute(self._drop_expired_key, {**key, "now": now})
             # Whoever inserts the key row makes the memory. On PostgreSQL a racing claim of
@@ -610,6 +624,7 @@ class MemoryRepository:
         """Store complete memories as given (ids and timestamps kept), in one transaction."""
         memories = [replace(m, topics=unique_topics(m.topics)) for m in memories]
         with self._writing() as conn, bulk_cache(conn):
+            self._locks.lock(conn, [m.user_id for m in memories])
             self._insert(conn, memories)
 
     @unavailable_as_error
@@ -645,7 +660,7 @@ class MemoryRepository:
         """
         topics = unique_topics(topics)
         with self._writing() as conn:
-            conn.execute(self._lock_users, {"user_ids": [user_id]}).all()
+            self._locks.lock(conn, [user_id])
             row = conn.execute(
                 self._select_by_id_and_user.with_for_update(),
                 {"memory_id": memory_id, "user_id": user_id},
@@ -686,11 +701,26 @@ class MemoryRepository:
         ids = list(dict.fromkeys(memory_ids))
         if if_version is not None and len(ids) != 1:
             raise ValueError("a conditional delete names exactly one memory")
-        scope = [m.c.memory_id.in_(ids)]
+        condition = None if if_version is None else (ids[0], if_version)
         if user_id is not None:
-            scope.append(m.c.user_id == user_id)
-        with self._writing() as conn:
-            return self._delete(conn, scope, None if if_version is None else (ids[0], if_version))
+            with self._writing() as conn:
+                self._locks.lock(conn, [user_id])
+                return self._delete(conn, [m.c.memory_id.in_(ids), m.c.user_id == user_id], condition)
+        # Whose memories these are is known only by reading them, before their owners' locks
+        # are held; if they have changed hands by then (deleted, and imported again under
+        # another owner), the transaction starts over holding the new owners' locks too.
+        owners: set[str] = set()
+        while True:
+            try:
+                with self._writing() as conn:
+                    owners |= set(conn.execute(self._owners, {"memory_ids": ids}).scalars())
+                    self._locks.lock(conn, owners)
+                    if self._locks.enabled and not owners.issuperset(
+                            conn.execute(self._owners, {"memory_ids": ids}).scalars()):
+                        raise _OwnersChanged
+                    return self._delete(conn, [m.c.memory_id.in_(ids)], condition)
+            except _OwnersChanged:
+                continue
 
     @unavailable_as_error
     def erase_user(self, user_id: str) -> int:
@@ -698,22 +728,36 @@ class MemoryRepository:
 
         Returns how many memories went. Nothing records the erasure itself: that is the point.
         """
-        m, s, h = self._m, self._s, self._h
+        user = {"user_id": user_id}
         with self._writing() as conn:
-            conn.execute(self._lock_users, {"user_ids": [user_id]}).all()
+            self._locks.lock(conn, [user_id])
             # Topic rows go with their memories (ON DELETE CASCADE).
-            removed = conn.execute(sa.delete(m).where(m.c.user_id == user_id)).rowcount
-            conn.execute(sa.delete(h).where(h.c.user_id == user_id))
-            conn.execute(sa.delete(s).where(s.c.user_id == user_id))
+            removed = conn.execute(self._erase_memories, user).rowcount
+            conn.execute(self._erase_history, user)
+            # A key would still say what the user once stored (a retry is told it was deleted,
+            # another body that the key was used): it goes too, and is free again.
+            conn.execute(self._erase_keys, user)
+            conn.execute(self._erase_summary, user)
         return removed
 
     @unavailable_as_error
-    def replace_memories(self, user_id: str, memory_ids: Sequence[str], replacement: Memory) -> int:
-        """Delete ``user_id``'s memories among ``memory_ids`` and store ``replacement`` in their
-        place, in one transaction; returns how many were deleted."""
+    def replace_memories(self, user_id: str, replaced: Sequence[Memory], replacement: Memory) -> int:
+        """Delete ``replaced``, memories of ``user_id`` as they were read, and store
+        ``replacement`` in their place, in one transaction; returns how many were deleted.
+
+        Only if every one of them is still stored as it was read: MemoriesChanged otherwise,
+        and nothing changes. Memories the user gained since they were read are kept.
+        """
         m = self._m
+        ids = [memory.memory_id for memory in replaced]
         with self._writing() as conn:
-            removed = self._delete(conn, [m.c.memory_id.in_(list(memory_ids)), m.c.user_id == user_id])
+            self._locks.lock(conn, [user_id])
+            rows = conn.execute(sa.select(*self._memory_columns)
+                                .where(m.c.memory_id.in_(ids), m.c.user_id == user_id)).all()
+            now = {memory.memory_id: memory.version for memory in self._with_topics(conn, rows)}
+            if now != {memory.memory_id: memory.version for memory in replaced}:
+                raise MemoriesChanged(f"{user_id}'s memories changed since they were read")
+            removed = self._delete(conn, [m.c.memory_id.in_(ids), m.c.user_id == user_id])
             self._insert(conn, [replace(replacement, topics=unique_topics(replacement.topics))],
                          fresh_ids=True)
         return removed
@@ -724,11 +768,6 @@ class MemoryRepository:
         (the one memory in scope, and what its version must satisfy), VersionMismatch unless
         the version read under the lock the delete then holds satisfies it."""
         m, t = self._m, self._t
-        owners = conn.execute(
-            sa.select(m.c.user_id).distinct().where(*scope, m.c.user_id.is_not(None))
-        ).scalars().all()
-        if owners:
-            conn.execute(self._lock_users, {"user_ids": owners}).all()
         if condition is not None:
             memory_id, if_version = condition
             rows = conn.execute(sa.select(*self._memory_columns).where(*scope).with_for_update()).all()
@@ -771,6 +810,12 @@ class MemoryRepository:
         after_bulk_load(self._engine, [*tables, f"{self.tables.name}_search"], self._writing)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _insert_created(self, conn: sa.Connection, memories: Sequence[Memory]) -> None:
+        """Store memories just created (fresh UUIDs, so no history to continue), their owners
+        locked first."""
+        self._locks.lock(conn, [item.user_id for item in memories])
+        self._insert(conn, memories, fresh_ids=True)
 
     def _insert(self, conn: sa.Connection, memories: Sequence[Memory], fresh_ids: bool = False) -> None:
         """Insert new memories with their topics, count them in their owners' summaries and

@@ -178,6 +178,18 @@ def test_a_key_whose_memory_was_deleted_is_409_and_creates_nothing(client):
     assert client.get("/memories").json()["meta"]["total_count"] == 0
 
 
+def test_an_erase_forgets_the_users_idempotency_keys_so_nothing_confirms_what_was_stored(client):
+    client.post("/memories", json=BODY, headers={"Idempotency-Key": "k"})
+    assert client.delete("/users/u1/memories").json() == {"deleted": 1}
+    # Neither "deleted" for the same body nor "reused" for another: the key is simply new.
+    other = client.post("/memories", json={**BODY, "memory": "Likes coffee"},
+                        headers={"Idempotency-Key": "k"})
+    assert other.status_code == 200 and other.headers["Idempotent-Replayed"] == "false"
+    assert client.delete("/users/u1/memories").json() == {"deleted": 1}
+    same = client.post("/memories", json=BODY, headers={"Idempotency-Key": "k"})
+    assert same.status_code == 200 and same.headers["Idempotent-Replayed"] == "false"
+
+
 def test_idempotency_keys_are_per_owner(client):
     mine = client.post("/memories", json=BODY, headers={"Idempotency-Key": "k"}).json()
     theirs = client.post("/memories", json={**BODY, "user_id": "u2"}, headers={"Idempotency-Key": "k"})

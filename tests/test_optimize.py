@@ -3,6 +3,9 @@ user's memories as one. A fake model server on loopback plays the model."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from mnemo.app import create_app
@@ -239,3 +242,59 @@ def test_the_model_settings_come_from_the_environment():
 def test_an_unusable_model_setting_stops_the_server_with_a_message(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+# -- what changes while the model thinks is never lost ----------------------------------------
+
+def optimize_while(model_client, fake_model, *writes):
+    """Start an optimize of u1; once the model has the notes, make ``writes`` (each a function
+    of a client of their own), then wait for the optimize's answer. The model takes a second."""
+    fake_model.reply = Reply(delay_s=1.0)
+    answers = {}
+    thread = threading.Thread(target=lambda: answers.setdefault("optimize", optimize(model_client())))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not fake_model.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake_model.requests, "the model was never asked"
+    results = [write(model_client()) for write in writes]
+    thread.join(20)
+    return answers["optimize"], results
+
+
+def as_admin():
+    return bearer(rs256(sub="root", scopes=[ADMIN]))
+
+
+def test_an_optimize_never_brings_back_memories_erased_while_the_model_thinks(
+        model_client, memories, fake_model, repository):
+    answer, [erased] = optimize_while(
+        model_client, fake_model, lambda c: c.delete("/users/u1/memories", headers=as_admin()))
+    assert erased.json() == {"deleted": 3}
+    assert answer.status_code == 409
+    assert error_json(answer)["error_code"] == "MEMORIES_CHANGED"
+    assert repository.of_user("u1") == []
+
+
+def test_an_update_acknowledged_while_the_model_thinks_is_not_lost(
+        model_client, memories, fake_model, repository):
+    answer, [updated] = optimize_while(model_client, fake_model, lambda c: c.patch(
+        "/memories/m2", json={"memory": "User gave up coffee", "user_id": "u1"}, headers=as_admin()))
+    assert updated.status_code == 200
+    assert answer.status_code == 409
+    assert {m.memory_id: m.memory for m in repository.of_user("u1")}["m2"] == "User gave up coffee"
+    assert len(repository.of_user("u1")) == 3
+
+
+def test_of_two_optimizes_at_once_only_one_applies(model_client, memories, fake_model, repository):
+    first, [second] = optimize_while(model_client, fake_model, lambda c: optimize(c))
+    assert sorted([first.status_code, second.status_code]) == [200, 409]
+    assert [m.memory for m in repository.of_user("u1")] == [SUMMARY]
+
+
+def test_memories_created_while_the_model_thinks_are_kept_beside_the_summary(
+        model_client, memories, fake_model, repository):
+    answer, [created] = optimize_while(model_client, fake_model, lambda c: c.post(
+        "/memories", json={"memory": "User moved to Oslo", "user_id": "u1"}, headers=as_admin()))
+    assert answer.status_code == 200 and created.status_code == 200
+    assert sorted(m.memory for m in repository.of_user("u1")) == sorted([SUMMARY, "User moved to Oslo"])
