@@ -18,17 +18,17 @@ from handlers._shared import CATALOG, METRICS, MODEL, to_json
 from storage import Catalog, Database
 
 from . import bridge, dispatch, errors, metrics, oas31
-from .auth import bearer_security
+from .auth import Callers, bearer_security
 from .config import Settings
 from .edge import (
     CommaSeparatedArrays,
     LimitBodySize,
-    RateLimitPerToken,
     RefuseControlCharactersInPath,
     RequestId,
     array_query_parameters,
     operation_names,
 )
+from .ratelimit import RateLimitPerCaller
 
 log = logging.getLogger("mnemo")
 
@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         __name__,
         lifespan=lifespan,
         jsonifier=Jsonifier(_Orjson),
-        security_map={"bearer": bearer_security(settings.security_key, settings.jwt, settings.metrics_token)},
+        security_map={"bearer": bearer_security(settings.security_key, settings.jwt, settings.metrics_token,
+                                                settings.max_token_bytes)},
         validator_map=oas31.VALIDATOR_MAP,
         uri_parser_class=oas31.URIParser,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
@@ -110,7 +111,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.add_middleware(CORSMiddleware, position=edge, **cors_options(settings.cors_origins))
     app.add_middleware(RefuseControlCharactersInPath, position=edge)
     if settings.rate_limit is not None:
-        app.add_middleware(RateLimitPerToken, position=edge, limit=settings.rate_limit)
+        callers = Callers(settings.security_key, settings.jwt, settings.metrics_token,
+                          settings.max_token_bytes)
+        app.add_middleware(RateLimitPerCaller, position=edge, limit=settings.rate_limit, caller_of=callers)
     app.add_middleware(LimitBodySize, position=edge, max_bytes=settings.max_body_bytes)
     app.add_middleware(CommaSeparatedArrays, position=edge, names=array_query_parameters(document))
     return app

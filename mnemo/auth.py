@@ -18,19 +18,25 @@ metrics count every user's requests and memories). It is open only when nothing 
 configured, like the rest of the API.
 
 Handlers never look inside: ``owner`` tells them which user an operation applies to.
+
+A bearer token longer than the configured limit is refused (401) without being decoded.
+``Callers`` names the caller the same way, for the rate limit, which runs before Connexion.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import time
+from collections import OrderedDict
 from functools import partial
 
 import jwt
 from connexion.exceptions import ClientProblem, OAuthProblem
 from connexion.security import NO_VALUE, BearerSecurityHandler
 
-from .config import CONTROL_CHARACTERS, JwtConfig
+from .config import CONTROL_CHARACTERS, DEFAULT_MAX_TOKEN_BYTES, JwtConfig
 
 log = logging.getLogger("mnemo")
 
@@ -66,7 +72,8 @@ def owner(token_info: dict, asked: str | None) -> str | None:
 
 
 def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = None,
-                    metrics_token: str | None = None) -> type[BearerSecurityHandler]:
+                    metrics_token: str | None = None,
+                    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> type[BearerSecurityHandler]:
     """A Connexion security handler for the document's bearer schemes."""
     if security_key is None and jwt_config is None:
         log.warning(
@@ -80,7 +87,7 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
     def with_security_key(request):
         if expected is None:
             return dict(OPEN_ACCESS) if verify_jwt is None else NO_VALUE
-        if not is_secret(bearer_token(request), expected):
+        if not is_secret(bearer_token(request, max_token_bytes), expected):
             raise OAuthProblem(detail="Invalid authentication token")
         return dict(KEY_ACCESS)
 
@@ -90,7 +97,7 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
     def with_metrics_credential(request):
         if expected is None and verify_jwt is None and metrics_expected is None:
             return dict(OPEN_ACCESS)
-        token = bearer_token(request)
+        token = bearer_token(request, max_token_bytes)
         if is_secret(token, metrics_expected):
             return dict(METRICS_ACCESS)
         if is_secret(token, expected):
@@ -102,7 +109,7 @@ def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = Non
     def with_jwt(request, required_scopes: frozenset[str]):
         if verify_jwt is None:
             return NO_VALUE
-        return verify_jwt(bearer_token(request), required_scopes)
+        return verify_jwt(bearer_token(request, max_token_bytes), required_scopes)
 
     class MnemoBearer(BearerSecurityHandler):
         def get_fn(self, security_scheme, required_scopes):
@@ -122,14 +129,23 @@ def is_secret(token: str, expected: bytes | None) -> bool:
     return expected is not None and hmac.compare_digest(token.encode("latin-1", "replace"), expected)
 
 
-def bearer_token(request) -> str:
-    authorization = request.headers.get("Authorization")
+def bearer_token(request, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> str:
+    return token_in(request.headers.get("Authorization"), max_bytes)
+
+
+def token_in(authorization: str | None, max_bytes: int) -> str:
+    """The token of an Authorization header's value ('Bearer <token>', the scheme in any case);
+    OAuthProblem when there is none, or it is longer than ``max_bytes`` (Starlette decodes
+    headers as latin-1: one character per byte)."""
     if not authorization:
         raise OAuthProblem(detail="Authorization header required")
     scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise OAuthProblem(detail="Authorization header must be 'Bearer <token>'")
-    return token.strip()
+    if len(token) > max_bytes:
+        raise OAuthProblem(detail=f"The token is longer than {max_bytes} bytes")
+    return token
 
 
 class JwtVerifier:
@@ -183,3 +199,60 @@ def scope_list(claim) -> list[str]:
     if isinstance(claim, list):
         return [scope for scope in claim if isinstance(scope, str)]
     return []
+
+
+class Callers:
+    """Who sends a request, for the rate limit: ``admin`` for the security key's holder (and an
+    administrator's JWT naming no user), ``metrics`` for the scraper, ``user:<sub>`` for a JWT's
+    user, or None when the credential proves nothing (none, wrong, expired, too long, or no
+    credential is configured at all), so that the caller is known by its address instead.
+
+    The rules and credentials are the security handler's, so one caller is one caller however
+    its header is written, and a token nobody signed cannot spend a user's allowance. Tokens
+    already verified are remembered by a digest (never the token) until they expire, so each
+    is verified here once rather than on every request.
+    """
+
+    def __init__(self, security_key: str | None, jwt_config: JwtConfig | None,
+                 metrics_token: str | None, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+                 remembered: int = 10_000):
+        self.expected = security_key.encode() if security_key is not None else None
+        self.metrics_expected = metrics_token.encode() if metrics_token is not None else None
+        self.verify = JwtVerifier(jwt_config) if jwt_config is not None else None
+        self.max_token_bytes = max_token_bytes
+        self.remembered = remembered
+        # digest of a token -> (its caller, when to verify it again)
+        self.verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+
+    def __call__(self, authorization: str | None) -> str | None:
+        try:
+            token = token_in(authorization, self.max_token_bytes)
+        except OAuthProblem:
+            return None
+        if is_secret(token, self.expected):
+            return "admin"
+        if is_secret(token, self.metrics_expected):
+            return "metrics"
+        return self.jwt_holder(token) if self.verify is not None else None
+
+    def jwt_holder(self, token: str) -> str | None:
+        digest = hashlib.blake2b(token.encode("latin-1", "replace"), digest_size=16).digest()
+        known = self.verified.get(digest)
+        if known is not None and known[1] > time.time():
+            self.verified.move_to_end(digest)
+            return known[0]
+        try:
+            claims = self.verify.claims(token)
+        except OAuthProblem:
+            return None
+        sub = claims.get("sub")
+        if is_user_id(sub):
+            holder = "user:" + sub
+        elif sub is None and ADMIN_SCOPE in scope_list(claims.get("scopes")):
+            holder = "admin"
+        else:
+            return None
+        self.verified[digest] = (holder, float(claims["exp"]) + LEEWAY_S)
+        if len(self.verified) > self.remembered:
+            self.verified.popitem(last=False)
+        return holder

@@ -15,8 +15,8 @@ table. A config file (``MNEMO_CONFIG`` or ``--config``) declares several::
 
 The first database is the default when a request names none. Secrets stay in the
 environment: the security key and the JWT verification key are never read from the file.
-Everything about who may call and how much (JWT, body limit, rate limit, CORS), and the
-language model optimize-memories uses, comes from the environment too.
+Everything about who may call and how much (JWT, body and token limits, rate limit, CORS), and
+the language model optimize-memories uses, comes from the environment too.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ DEFAULT_DATABASE_URL = "sqlite:///./memories.db"
 DEFAULT_DB_ID = "mnemo"
 DEFAULT_TABLE = "mnemo_memories"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Several times a large identity provider's token; Agno's are a few hundred bytes.
+DEFAULT_MAX_TOKEN_BYTES = 8 * 1024
+DEFAULT_RATE_LIMIT_STORAGE = "memory://"
+DEFAULT_RATE_LIMIT_PREFIX = "mnemo"
+RATE_LIMIT_STORAGES = ("memory://", "redis://", "rediss://", "redis+unix://", "redis+sentinel://",
+                       "redis+cluster://")
 DEFAULT_JWT_ALGORITHM = "RS256"
 LOG_FORMATS = ("text", "json")
 DEFAULT_LOG_FORMAT = "text"
@@ -183,18 +189,30 @@ def openai_model_id(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """At most ``count`` requests per ``period_s`` seconds for each token."""
+    """At most ``count`` requests per ``period_s`` seconds for each caller, counted in
+    ``storage`` (this process's memory, or Redis, shared) under keys starting with ``prefix``."""
 
     count: int
     period_s: int
+    # A Redis URL may hold a password.
+    storage: str = field(default=DEFAULT_RATE_LIMIT_STORAGE, repr=False)
+    prefix: str = DEFAULT_RATE_LIMIT_PREFIX
+
+    def __post_init__(self):
+        if not self.storage.startswith(RATE_LIMIT_STORAGES):
+            scheme = self.storage.partition(":")[0][:20]
+            raise ConfigError(f"MNEMO_RATE_LIMIT_STORAGE must be memory:// or a redis:// URL "
+                              f"({', '.join(RATE_LIMIT_STORAGES[1:])}), not {scheme}:")
+        if not self.prefix or CONTROL_CHARACTERS.search(self.prefix):
+            raise ConfigError("MNEMO_RATE_LIMIT_PREFIX must be printable characters")
 
     @classmethod
-    def parse(cls, text: str) -> RateLimit:
+    def parse(cls, text: str, **options: str) -> RateLimit:
         match = RATE_LIMIT.fullmatch(text)
         if not match:
             raise ConfigError(f"MNEMO_RATE_LIMIT must look like 100/second (per second, minute, "
                               f"hour or day), not {text!r}")
-        return cls(int(match.group(1)), RATE_PERIODS[match.group(2).lower()])
+        return cls(int(match.group(1)), RATE_PERIODS[match.group(2).lower()], **options)
 
 
 @dataclass(frozen=True)
@@ -206,6 +224,7 @@ class Settings:
     validate_responses: bool = False
     jwt: JwtConfig | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     rate_limit: RateLimit | None = None
     cors_origins: tuple[str, ...] = ()
     # A bearer token that admits its holder to /metrics and nothing else: for the scraper.
@@ -222,6 +241,8 @@ class Settings:
             raise ConfigError("two databases share one id")
         if self.max_body_bytes < 1:
             raise ConfigError("MNEMO_MAX_BODY_BYTES must be at least 1")
+        if self.max_token_bytes < 1:
+            raise ConfigError("MNEMO_MAX_TOKEN_BYTES must be at least 1")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"MNEMO_LOG_FORMAT must be text or json, not {self.log_format!r}")
         if self.idempotency_ttl <= timedelta(0):
@@ -257,7 +278,8 @@ class Settings:
             validate_responses=_flag(env, "MNEMO_VALIDATE_RESPONSES", False),
             jwt=_jwt(env),
             max_body_bytes=_number(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            rate_limit=RateLimit.parse(env["MNEMO_RATE_LIMIT"]) if env.get("MNEMO_RATE_LIMIT") else None,
+            max_token_bytes=_number(env, "MNEMO_MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES),
+            rate_limit=_rate_limit(env),
             cors_origins=tuple(o.strip() for o in env.get("MNEMO_CORS_ORIGINS", "").split(",") if o.strip()),
             metrics_token=env.get("MNEMO_METRICS_TOKEN") or None,
             log_format=log_format(env),
@@ -331,6 +353,19 @@ def _jwt(env: Mapping[str, str]) -> JwtConfig | None:
         algorithm=(env.get("MNEMO_JWT_ALGORITHM") or DEFAULT_JWT_ALGORITHM).strip(),
         audience=env.get("MNEMO_JWT_AUDIENCE") or None,
     )
+
+
+def _rate_limit(env: Mapping[str, str]) -> RateLimit | None:
+    """The rate limit and where it is counted, when one is configured."""
+    options = {key: env[name].strip() for key, name in (("storage", "MNEMO_RATE_LIMIT_STORAGE"),
+                                                        ("prefix", "MNEMO_RATE_LIMIT_PREFIX"))
+               if env.get(name, "").strip()}
+    if not env.get("MNEMO_RATE_LIMIT"):
+        for name in ("MNEMO_RATE_LIMIT_STORAGE", "MNEMO_RATE_LIMIT_PREFIX"):
+            if env.get(name):
+                raise ConfigError(f"{name} is set but MNEMO_RATE_LIMIT is not")
+        return None
+    return RateLimit.parse(env["MNEMO_RATE_LIMIT"], **options)
 
 
 def _model(env: Mapping[str, str]) -> ModelConfig:

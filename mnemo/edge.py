@@ -2,19 +2,16 @@
 
 In order, outermost first: RequestId (every answer carries an id; every request is counted,
 timed and logged under it), CORS when configured, RefuseControlCharactersInPath,
-RateLimitPerToken when configured, LimitBodySize, CommaSeparatedArrays.
+the rate limit when configured (mnemo.ratelimit), LimitBodySize, CommaSeparatedArrays.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import re
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import parse_qs, quote, unquote_plus
 
 import orjson
@@ -23,7 +20,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
-from .config import CONTROL_CHARACTERS, RateLimit
+from .config import CONTROL_CHARACTERS
 from .errors import REQUEST_ID_HEADER, error_body
 from .logs import ACCESS_LOGGER
 
@@ -234,59 +231,6 @@ def replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replayed
-
-
-class RateLimitPerToken:
-    """At most ``limit.count`` requests per ``limit.period_s`` for each bearer token (each
-    client address for requests without one); past it, 429 with ``Retry-After``.
-
-    A token bucket per token, kept in this process: with several workers each keeps its own,
-    so the service as a whole allows up to workers x the limit. Buckets are keyed by a digest of
-    the Authorization header, never the token itself, and the least recently used go first
-    once ``max_clients`` are kept, so a flood of made-up tokens cannot grow memory.
-    """
-
-    def __init__(self, app: ASGIApp, limit: RateLimit, clock: Callable[[], float] = time.monotonic,
-                 max_clients: int = 100_000):
-        self.app = app
-        self.burst = float(limit.count)
-        self.per_second = limit.count / limit.period_s
-        self.clock = clock
-        self.max_clients = max_clients
-        self.buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in UNLIMITED_PATHS:
-            wait = self.take(self.client_of(scope))
-            if wait > 0:
-                retry_after = str(max(1, math.ceil(wait)))
-                await send_error(scope, send, 429, f"Too many requests; retry in {retry_after} s",
-                                 headers=((b"retry-after", retry_after.encode()),))
-                return
-        await self.app(scope, receive, send)
-
-    @staticmethod
-    def client_of(scope: Scope) -> bytes:
-        authorization = Headers(scope=scope).get("authorization")
-        if authorization:
-            return b"t" + hashlib.blake2b(authorization.encode("latin-1", "replace"), digest_size=16).digest()
-        client = scope.get("client")
-        return b"a" + (client[0] if client else "").encode()
-
-    def take(self, client: bytes) -> float:
-        """Take one request from ``client``'s bucket: 0 if it may go, else seconds to wait."""
-        now = self.clock()
-        tokens, then = self.buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.per_second)
-        wait = 0.0
-        if tokens >= 1:
-            tokens -= 1
-        else:
-            wait = (1 - tokens) / self.per_second
-        self.buckets[client] = (tokens, now)
-        if len(self.buckets) > self.max_clients:
-            self.buckets.popitem(last=False)
-        return wait
 
 
 class CommaSeparatedArrays:

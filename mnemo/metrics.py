@@ -49,6 +49,11 @@ CONNECTIONS_MAX = Gauge("mnemo_db_connections_max",
                         "Size of the connection pools (all workers together), by database",
                         ["db_id"], multiprocess_mode="livesum")
 
+RATE_LIMIT_STORAGE_ERRORS = Counter(
+    "mnemo_rate_limit_storage_errors",
+    "Times the rate limit's shared storage (Redis) could not be reached; the worker then counts "
+    "requests in its own memory for a few seconds")
+
 _counters: dict[tuple[str, int], Counter] = {}
 _timers: dict[str, Histogram] = {}
 
