@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from storage import Memory, MemoryRepository
-from storage.repository import unique_topics, utcnow
+from storage import Memory, MemoryRepository, unique_topics, utcnow
 
 from .config import ModelConfig, openai_model_id
 

@@ -25,9 +25,8 @@ from typing import BinaryIO, TextIO
 import orjson
 
 from handlers._shared import memory_json, to_json
-from storage import Memory, MemoryRepository
+from storage import Memory, MemoryExists, MemoryRepository, utcnow
 from storage.agno_source import AgnoMemorySource, NotAnAgnoMemoryTable
-from storage.repository import MemoryExists, utcnow
 
 # Memories per transaction. On SQLite 5000 imports about 20% faster than 1000; 20000 no faster.
 BATCH_SIZE = 5000

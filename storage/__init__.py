@@ -10,7 +10,7 @@ from .catalog import (
 )
 from .database import DatabaseUnavailable
 from .migration import FamilyState, SchemaBehind, SchemaError, SchemaUnknown, Status
-from .repository import (
+from .model import (
     HistoryEntry,
     IdempotencyConflict,
     IdempotencyKeyReused,
@@ -19,11 +19,13 @@ from .repository import (
     Memory,
     MemoryExists,
     MemoryQuery,
-    MemoryRepository,
     Page,
     UserStats,
     VersionMismatch,
+    unique_topics,
+    utcnow,
 )
+from .repository import MemoryRepository
 
 __all__ = [
     "Catalog",
@@ -50,4 +52,6 @@ __all__ = [
     "UnknownTable",
     "UserStats",
     "VersionMismatch",
+    "unique_topics",
+    "utcnow",
 ]

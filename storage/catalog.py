@@ -15,8 +15,9 @@ import sqlalchemy as sa
 
 from . import migration
 from .database import DatabaseUnavailable, create_engine, single_statement_reads, unavailable_as_error
+from .family import DEFAULT_IDEMPOTENCY_TTL
 from .migration import FamilyState, SchemaBehind, SchemaUnknown, Status
-from .repository import DEFAULT_IDEMPOTENCY_TTL, MemoryRepository
+from .repository import MemoryRepository
 from .schema import memory_tables
 
 

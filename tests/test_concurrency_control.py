@@ -239,7 +239,7 @@ def short_lived_keys(database_url, table_name):
 def test_an_expired_key_creates_a_new_memory_and_expired_keys_are_purged(short_lived_keys, table_name,
                                                                         catalog, monkeypatch):
     # ``catalog`` drops the tables afterwards.
-    import storage.repository as repository_module
+    import storage.writes as repository_module
 
     repository = short_lived_keys.repositories[table_name]
     first, _ = repository.create_once("k", memory="m", user_id="u")

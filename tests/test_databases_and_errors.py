@@ -117,8 +117,8 @@ def test_an_unsupported_method_is_a_json_405(client):
 
 
 def test_a_failed_write_stores_nothing(client, repository, monkeypatch):
-    def broken_insert(conn, memories):
-        original_insert(conn, memories)
+    def broken_insert(conn, memories, **options):
+        original_insert(conn, memories, **options)
         raise RuntimeError("disk on fire")
 
     original_insert = repository._insert

@@ -1,13 +1,12 @@
 """Totals that cost a count of many index entries are remembered between writes, and never
-outlive one: every write, in any process, ends them (storage/repository.py, RememberedCounts)."""
+outlive one: every write, in any process, ends them (storage/counts.py, RememberedCounts)."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
 
-from storage import Database, MemoryQuery
-from storage import repository as repository_module
+from storage import Database, MemoryExists, MemoryQuery
 
 from .conftest import DB_ID, stored_memory
 
@@ -21,18 +20,36 @@ def other_process(database_url, table_name, catalog):
     database.dispose()
 
 
+def is_count(statement: str, repository) -> bool:
+    """A count of the memories that match, read from the family's tables (not the table's
+    total, a sum of the per-user summaries)."""
+    return (statement.lstrip().lower().startswith("select count(*)")
+            and repository.tables.name in statement)
+
+
+def needle_of(parameters) -> str | None:
+    """The search a statement was run for, from its LIKE pattern (``%needle%``) or its FTS5
+    phrase (``"needle"``); None if none."""
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    for value in values:
+        if isinstance(value, str) and len(value) > 1 and value[0] == value[-1] and value[0] in '%"':
+            return value[1:-1]
+    return None
+
+
 @pytest.fixture
-def counted(repository, monkeypatch):
-    """The questions the repository actually counted (rather than remembered)."""
+def counted(repository):
+    """The searches the repository actually counted in the database (rather than remembered),
+    seen in the statements it runs: None for a count without a search."""
     questions = []
-    count_now = repository._count_now
 
-    def counting(conn, query, *args):
-        questions.append(query.search_content)
-        return count_now(conn, query, *args)
+    def watch(_conn, _cursor, statement, parameters, *_args):
+        if is_count(statement, repository):
+            questions.append(needle_of(parameters))
 
-    monkeypatch.setattr(repository, "_count_now", counting)
-    return questions
+    sa.event.listen(repository._engine, "before_cursor_execute", watch)
+    yield questions
+    sa.event.remove(repository._engine, "before_cursor_execute", watch)
 
 
 def search(repository, needle: str, **filters) -> int:
@@ -85,30 +102,33 @@ def test_every_kind_of_write_in_another_process_ends_the_remembered_totals(
 
 
 def test_a_write_that_commits_while_a_total_is_counted_is_seen_by_the_next_read(
-        repository, other_process, monkeypatch):
+        repository, other_process):
     # The change counter is read before counting: a write that lands after the count (but
     # before the count is remembered) must leave the remembered count behind. Counting first
     # and reading the counter after would remember 1 under the write's state, and answer 1
     # (on PostgreSQL, where each statement of a read sees the latest commits; SQLite's read
     # transaction keeps one snapshot, which holds either way).
     repository.insert([stored_memory("m1", memory="tea")])
-    count_now = repository._count_now
+    written = []
 
-    def count_then_write(*args):
-        n = count_now(*args)
-        monkeypatch.setattr(repository, "_count_now", count_now)
-        other_process.insert([stored_memory("m2", memory="tea too")])
-        return n
+    def write_after_the_count(_conn, _cursor, statement, *_args):
+        if is_count(statement, repository) and not written:
+            written.append(True)
+            other_process.insert([stored_memory("m2", memory="tea too")])
 
-    monkeypatch.setattr(repository, "_count_now", count_then_write)
-    assert search(repository, "tea") == 1
+    sa.event.listen(repository._engine, "after_cursor_execute", write_after_the_count)
+    try:
+        assert search(repository, "tea") == 1
+    finally:
+        sa.event.remove(repository._engine, "after_cursor_execute", write_after_the_count)
+    assert written
     assert search(repository, "tea") == 2
 
 
 def test_a_write_that_fails_changes_nothing_and_the_totals_stay_right(repository, other_process):
     repository.insert([stored_memory("m1", memory="tea")])
     assert search(repository, "tea") == 1
-    with pytest.raises(repository_module.MemoryExists):
+    with pytest.raises(MemoryExists):
         other_process.insert_new([stored_memory("m2", memory="tea"), stored_memory("m1", memory="tea")])
     assert search(repository, "tea") == 1
     assert repository.list(MemoryQuery()).total_count == 1
@@ -124,11 +144,11 @@ def test_user_statistics_totals_follow_writes(repository, other_process):
 
 
 def test_the_remembered_totals_are_bounded(repository, counted, monkeypatch):
-    monkeypatch.setattr(repository_module, "REMEMBERED_COUNTS", 3)
+    monkeypatch.setattr(repository._counts, "_limit", 3)
     repository.insert([stored_memory("m1", memory="abcdef")])
     for needle in ("abc", "bcd", "cde", "def"):
         assert search(repository, needle) == 1
-    assert len(repository._counts._remembered[1]) <= 3
+    assert len(repository._counts) <= 3
     assert search(repository, "def") == 1
     assert counted == ["abc", "bcd", "cde", "def"]
 

@@ -28,8 +28,8 @@ from storage import (
     Memory,
     MemoryQuery,
     VersionMismatch,
+    utcnow,
 )
-from storage.repository import utcnow
 
 ROUNDS = 300
 WRITERS = 4
