@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the memory API. Settings come from the environment: "
         "MNEMO_DATABASE_URL (default sqlite:///./memories.db), MNEMO_SECURITY_KEY "
         "(or OS_SECURITY_KEY), MNEMO_JWT_VERIFICATION_KEY (or JWT_VERIFICATION_KEY), "
-        "MNEMO_JWT_ALGORITHM, MNEMO_JWT_AUDIENCE, MNEMO_MAX_BODY_BYTES, MNEMO_RATE_LIMIT, "
+        "MNEMO_JWT_ALGORITHM, MNEMO_JWT_AUDIENCE, MNEMO_MAX_BODY_BYTES, MNEMO_MAX_HEADER_BYTES, "
+        "MNEMO_MAX_TOKEN_BYTES, MNEMO_HEADER_TIMEOUT, MNEMO_BODY_TIMEOUT, MNEMO_RATE_LIMIT, "
+        "MNEMO_RATE_LIMIT_STORAGE, MNEMO_RATE_LIMIT_PREFIX, "
         "MNEMO_CORS_ORIGINS, MNEMO_METRICS_TOKEN, MNEMO_LOG_FORMAT, MNEMO_DB_ID, MNEMO_TABLE, "
         "MNEMO_VALIDATE_RESPONSES; "
         "or, for several databases, a config file (--config or MNEMO_CONFIG).",
@@ -308,6 +310,7 @@ def _serve_configured(args: argparse.Namespace) -> int:
         uvicorn.run(
             "mnemo.app:create_app",
             factory=True,
+            http=HTTP_PROTOCOL,
             host=args.host,
             port=args.port,
             log_level=args.log_level,
@@ -523,6 +526,10 @@ def _open_binary(path: str, mode: str):
         return contextlib.nullcontext((sys.stdin if "r" in mode else sys.stdout).buffer)
     return open(path, mode)
 
+
+# uvicorn's httptools protocol with limits on heads and the time to send a request, and JSON for
+# the answers it gives itself (mnemo.protocol). The gunicorn workers use it too (mnemo.worker).
+HTTP_PROTOCOL = "mnemo.protocol:MnemoHttpProtocol"
 
 # How long an idle keep-alive connection stays open (uvicorn's default is 5 s, gunicorn's 2 s).
 # A client or proxy that sends on a connection just as the server closes it gets no answer,

@@ -15,8 +15,9 @@ table. A config file (``MNEMO_CONFIG`` or ``--config``) declares several::
 
 The first database is the default when a request names none. Secrets stay in the
 environment: the security key and the JWT verification key are never read from the file.
-Everything about who may call and how much (JWT, body and token limits, rate limit, CORS), and
-the language model optimize-memories uses, comes from the environment too.
+Everything about who may call and how much (JWT, body, head and token limits, rate limit, CORS,
+how long a client may take to send a request), and the language model optimize-memories uses,
+comes from the environment too.
 """
 
 from __future__ import annotations
@@ -37,8 +38,18 @@ DEFAULT_DATABASE_URL = "sqlite:///./memories.db"
 DEFAULT_DB_ID = "mnemo"
 DEFAULT_TABLE = "mnemo_memories"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# A request's head (request line and headers). The contract allows a search_content of 5000
+# characters, up to 45,000 bytes of URL once percent-encoded: the limit must leave room for that
+# beside a token and whatever headers proxies add.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+# Smaller than this would refuse ordinary requests.
+MIN_HEADER_BYTES = 1024
 # Several times a large identity provider's token; Agno's are a few hundred bytes.
 DEFAULT_MAX_TOKEN_BYTES = 8 * 1024
+# A head is one packet or a few on any working network.
+DEFAULT_HEADER_TIMEOUT_S = 10
+# A body of the default largest size at about 35 KB/s.
+DEFAULT_BODY_TIMEOUT_S = 30
 DEFAULT_RATE_LIMIT_STORAGE = "memory://"
 DEFAULT_RATE_LIMIT_PREFIX = "mnemo"
 RATE_LIMIT_STORAGES = ("memory://", "redis://", "rediss://", "redis+unix://", "redis+sentinel://",
@@ -216,6 +227,35 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class ServerLimits:
+    """What the HTTP server allows a connection before the app sees its request
+    (mnemo.protocol): the size of a request's head and the time to receive it and its body."""
+
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+
+    def __post_init__(self):
+        if self.max_header_bytes < MIN_HEADER_BYTES:
+            raise ConfigError(f"MNEMO_MAX_HEADER_BYTES must be at least {MIN_HEADER_BYTES}")
+        for name, seconds in (("MNEMO_HEADER_TIMEOUT", self.header_timeout_s),
+                              ("MNEMO_BODY_TIMEOUT", self.body_timeout_s)):
+            if not seconds > 0:
+                raise ConfigError(f"{name} must be a number of seconds above 0")
+
+
+def server_limits(env: Mapping[str, str] | None = None) -> ServerLimits:
+    """``MNEMO_MAX_HEADER_BYTES``, ``MNEMO_HEADER_TIMEOUT`` and ``MNEMO_BODY_TIMEOUT``, checked."""
+    env = os.environ if env is None else env
+    seconds = "a number of seconds"
+    return ServerLimits(
+        max_header_bytes=_number(env, "MNEMO_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES),
+        header_timeout_s=_number(env, "MNEMO_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT_S, float, seconds),
+        body_timeout_s=_number(env, "MNEMO_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT_S, float, seconds),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     databases: tuple[DatabaseConfig, ...] = field(
         default_factory=lambda: (DatabaseConfig(DEFAULT_DB_ID, DEFAULT_DATABASE_URL),)
@@ -225,6 +265,7 @@ class Settings:
     jwt: JwtConfig | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    server: ServerLimits = field(default_factory=ServerLimits)
     rate_limit: RateLimit | None = None
     cors_origins: tuple[str, ...] = ()
     # A bearer token that admits its holder to /metrics and nothing else: for the scraper.
@@ -279,6 +320,7 @@ class Settings:
             jwt=_jwt(env),
             max_body_bytes=_number(env, "MNEMO_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             max_token_bytes=_number(env, "MNEMO_MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES),
+            server=server_limits(env),
             rate_limit=_rate_limit(env),
             cors_origins=tuple(o.strip() for o in env.get("MNEMO_CORS_ORIGINS", "").split(",") if o.strip()),
             metrics_token=env.get("MNEMO_METRICS_TOKEN") or None,

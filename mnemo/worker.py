@@ -1,18 +1,21 @@
-"""What ``mnemo serve --workers N`` runs under gunicorn: uvicorn's worker without its Server
-header (no answer names the software behind it) and without its access log (mnemo.access
-logs each request once), and gunicorn's logger writing Mnemo's format."""
+"""What ``mnemo serve --workers N`` runs under gunicorn: uvicorn's worker with Mnemo's HTTP
+protocol (mnemo.protocol), without its Server header (no answer names the software behind it)
+and without its access log (mnemo.access logs each request once), and gunicorn's logger writing
+Mnemo's format."""
 
 from __future__ import annotations
 
 from gunicorn import glogging
 from uvicorn_worker import UvicornWorker
 
+from .cli import HTTP_PROTOCOL
 from .config import log_format
 from .logs import JsonFormatter
 
 
 class MnemoWorker(UvicornWorker):
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "server_header": False, "access_log": False}
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "http": HTTP_PROTOCOL, "server_header": False,
+                     "access_log": False}
 
 
 class MnemoLogger(glogging.Logger):
