@@ -311,6 +311,7 @@ def _serve_configured(args: argparse.Namespace) -> int:
             "mnemo.app:create_app",
             factory=True,
             http=HTTP_PROTOCOL,
+            ws="none",
             host=args.host,
             port=args.port,
             log_level=args.log_level,

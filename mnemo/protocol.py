@@ -13,7 +13,9 @@ subclass of it:
   ``MNEMO_BODY_TIMEOUT`` of its head. An idle kept-alive connection is not a request: the
   keep-alive time closes it, silently, as before;
 * answers 400 for what the parser refuses (an unknown method, a bad Content-Length, a malformed
-  header or a path that is not ASCII).
+  header or a path that is not ASCII);
+* leaves a WebSocket upgrade request to the app, as plain HTTP (uvicorn's WebSocket protocol,
+  turned off, answered the handshake itself, in plain text).
 
 Each answer carries a request id (the client's ``X-Request-ID`` when it sent a sane one), closes
 the connection and is logged as a warning under that id. A request the app never saw is counted
@@ -91,10 +93,10 @@ class MnemoHttpProtocol(HttpToolsProtocol):
             if self.reading == HEAD and self.head_bytes > self.limits.max_header_bytes:
                 raise Refusal(431, self.head_too_large())
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            # Mnemo serves no WebSocket (ws="none"): the app answers the request as plain HTTP,
+            # and the connection, whose parser stops at an upgrade, is closed after that answer.
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
         except Refusal as refusal:
             self.refuse(refusal.status, refusal.detail)
             return

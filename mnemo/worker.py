@@ -14,8 +14,8 @@ from .logs import JsonFormatter
 
 
 class MnemoWorker(UvicornWorker):
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "http": HTTP_PROTOCOL, "server_header": False,
-                     "access_log": False}
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "http": HTTP_PROTOCOL, "ws": "none",
+                     "server_header": False, "access_log": False}
 
 
 class MnemoLogger(glogging.Logger):

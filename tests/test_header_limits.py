@@ -82,6 +82,15 @@ def test_what_the_http_server_refuses_itself_is_a_json_400(port, request_bytes):
     assert_server_error(exchange(port, request_bytes), 400, "BAD_REQUEST")
 
 
+def test_a_websocket_upgrade_is_answered_by_the_app_in_the_error_shape(port):
+    # The API has no WebSocket routes: uvicorn's own handshake refused the upgrade with a bare
+    # text 403; the app refuses it as a request it cannot read.
+    answer = exchange(port, b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    assert_server_error(answer, 400, "BAD_REQUEST")
+
+
 # -- tokens ----------------------------------------------------------------------------------
 
 def test_a_token_over_the_limit_is_401_without_being_decoded(client_with, monkeypatch):
