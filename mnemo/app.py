@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
     bridge.install(app)
+    dispatch.only_routed(app.app)
     app.add_api(document, validate_responses=settings.validate_responses)
     app.app.extensions[CATALOG] = catalog
     app.app.extensions[METRICS] = metrics.Exposition(catalog)

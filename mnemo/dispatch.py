@@ -12,6 +12,12 @@ What it changes, and nothing else: each FlaskOperation decorates its handler onc
 one URI parser per operation it serves. Delete it when Connexion does this itself; if
 Connexion's classes no longer have the shape this relies on, ``install`` leaves them alone
 and says so.
+
+``only_routed`` is the other half of dispatch: Connexion hands a request its routing matched
+no operation for on to Flask (so that an app may have routes of its own; Mnemo has none), and
+Flask routes by rules of its own, which merged ``//memories`` into ``/memories`` and ran the
+handler without the operation's security or validation. With it, Flask runs a handler only
+for a request Connexion routed, and its rules match paths as Connexion's do.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ import functools
 import logging
 from collections.abc import Callable
 
+import flask
 from connexion.apps.flask import FlaskOperation
 from connexion.context import operation
 from connexion.decorators import FlaskDecorator
+from connexion.middleware.abstract import ROUTING_CONTEXT
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import PathConverter
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +81,24 @@ def install() -> None:
 
 
 _FN = property(_decorated_once)
+
+
+class AnyPath(PathConverter):
+    """A ``format: path`` parameter as Starlette reads it for Connexion's routing: any text,
+    slashes included, also at its start (Werkzeug's own refuses a leading slash)."""
+
+    regex = ".+?"
+    part_isolating = False
+
+
+def only_routed(flask_app: flask.Flask) -> None:
+    """Have ``flask_app`` run a handler only for a request Connexion's routing matched, with
+    rules that match paths as Connexion's do."""
+    flask_app.url_map.merge_slashes = False
+    flask_app.url_map.converters["path"] = AnyPath
+
+    @flask_app.before_request
+    def refuse_unrouted() -> None:
+        scope = flask.request.environ.get("asgi.scope") or {}
+        if not scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id"):
+            raise NotFound()
