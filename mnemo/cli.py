@@ -212,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
                       "the database's first)")
     agno.set_defaults(run=_import_agno)
 
+    erase = verbs.add_parser(
+        "erase-user",
+        parents=[target],
+        help="erase everything stored about one user",
+        description="Erase one user's memories with their topics, history and statistics from "
+        "one memory table, as DELETE /users/{user_id}/memories does, for any user id that is "
+        "stored: also one the API no longer accepts, such as an id ending in a newline that "
+        'was stored before the API refused them. Prints {"deleted": N}. Settings as for serve.',
+    )
+    erase.add_argument("user_id", metavar="USER_ID", help="the user id exactly as stored (in bash, "
+                       "$'...' writes control characters: $'nl-user\\n')")
+    erase.add_argument("--table", help=table_help)
+    erase.set_defaults(run=_erase_user)
+
     spec = verbs.add_parser(
         "spec",
         help="check the API document against the handlers, or scaffold the missing ones",
@@ -466,6 +480,21 @@ def _import_agno(args: argparse.Namespace) -> int:
         repository.refresh_statistics()
 
     return _transfer(args, args.to_table, "imported", run)
+
+
+def _erase_user(args: argparse.Namespace) -> int:
+    from storage import CatalogError
+
+    catalog, db_id = _open_catalog(args, args.db_id)
+    with _database_trouble(catalog, lambda error: f"cannot use the database: {_reason(error)}"):
+        try:
+            repository = catalog.repository(db_id, args.table)
+            catalog.databases[db_id].prepare()
+            deleted = repository.erase_user(args.user_id)
+        except CatalogError as error:
+            raise Stop(EXIT_USAGE, str(error)) from None
+    print(f'{{"deleted": {deleted}}}')
+    return 0
 
 
 def _transfer(args: argparse.Namespace, table: str | None, verb: str, run: Callable,

@@ -3,12 +3,16 @@ and preflights are answered by the contract's rules, in its error shape, never w
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
 
-from .conftest import error_json
+from mnemo.cli import main
+
+from .conftest import DB_ID, error_json, stored_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = yaml.safe_load((ROOT / "openapi.yaml").read_text(encoding="utf-8"))
@@ -58,3 +62,119 @@ def test_a_request_routing_did_not_match_never_reaches_a_handler(client, create)
         assert client.get(url).status_code == 404
         assert client.delete(url).status_code == 404
     assert count(client) == 1
+
+
+# -- identifiers -------------------------------------------------------------------------------
+
+def patterns(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            else:
+                yield from patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from patterns(value)
+
+
+def test_every_pattern_means_in_python_what_it_means_in_ecma_262():
+    # jsonschema searches with Python's re, where $ also matches before a final newline; in
+    # ECMA-262, the dialect the document's patterns are written in, it does not.
+    found = sorted(set(patterns(DOCUMENT)))
+    assert len(found) >= 5
+    samples = ["a", "k-1", "x/y", '"' + "0" * 32 + '"', "a b"]
+    for pattern in found:
+        assert "\\$" not in pattern
+        ecma = re.compile(pattern.replace("$", r"\Z"))
+        for sample in [*samples, *(s + "\n" for s in samples), "\n"]:
+            assert bool(re.search(pattern, sample)) == bool(ecma.search(sample)), (pattern, sample)
+
+
+@pytest.mark.parametrize(("method", "path", "query", "body"), [
+    ("POST", "/memories", {}, {"memory": "m", "user_id": "nl-user\n"}),
+    ("POST", "/memories", {}, {"memory": "m", "user_id": "u", "topics": ["topic\n"]}),
+    ("GET", "/memories", {"user_id": "u\n"}, None),
+    ("GET", "/memories", {"agent_id": "a\n"}, None),
+    ("GET", "/memories", {"team_id": "t\n"}, None),
+    ("GET", "/memories", {"topics": "a\n"}, None),
+    ("GET", "/memory_topics", {"user_id": "u\n"}, None),
+    ("GET", "/user_memory_stats", {"user_id": "u\n"}, None),
+    ("DELETE", "/memories", {}, {"memory_ids": ["m\n"]}),
+    ("DELETE", "/memories", {}, {"memory_ids": ["m"], "user_id": "u\n"}),
+    ("POST", "/optimize-memories", {}, {"user_id": "u\n"}),
+    ("POST", "/optimize-memories", {}, {"user_id": "u", "model": "openai:m\n"}),
+])
+def test_an_identifier_or_topic_ending_in_a_newline_is_refused(client, method, path, query, body):
+    response = client.request(method, path, params=query, json=body)
+    assert response.status_code == 422, response.text
+    detail = error_json(response)
+    assert detail["error_code"] == "VALIDATION_ERROR"
+    assert "does not match" in detail["detail"], detail
+    assert count(client) == 0
+
+
+def test_an_identifier_ending_in_a_newline_is_refused_in_the_erase_path_too(client):
+    response = client.delete("/users/nl-user%0A/memories")
+    assert response.status_code == 422
+    assert error_json(response)["error_code"] == "VALIDATION_ERROR"
+
+
+SLASHED_USER_IDS = ["a/b", "/a", "a/", "a//b", "/", "a/b/memories", "50%/c"]
+
+
+@pytest.mark.parametrize("user_id", SLASHED_USER_IDS)
+def test_a_user_id_with_slashes_is_erasable_through_the_api(client, create, user_id):
+    create(user_id=user_id)
+    create(user_id="a")
+    create(user_id="b")
+    response = client.delete(f"/users/{quote(user_id, safe='')}/memories")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"deleted": 1}
+    assert client.get("/memories", params={"user_id": user_id}).json()["data"] == []
+    assert count(client) == 2
+
+
+def test_a_user_id_with_a_slash_is_erasable_with_the_slash_unencoded(client, create):
+    create(user_id="org/alice")
+    create(user_id="org")
+    response = client.delete("/users/org/alice/memories")
+    assert response.json() == {"deleted": 1}
+    assert [m["user_id"] for m in client.get("/memories").json()["data"]] == ["org"]
+
+
+def test_an_empty_user_id_in_the_erase_path_is_refused(client):
+    response = client.delete("/users//memories")
+    assert response.status_code == 422
+    assert error_json(response)["error_code"] == "VALIDATION_ERROR"
+
+
+def test_a_stored_user_id_ending_in_a_newline_is_erased_by_mnemo_erase_user(
+        client, repository, database_url, table_name, tmp_path, monkeypatch, capsys):
+    # Stored before the contract refused such ids: the API can no longer name this user.
+    repository.insert([stored_memory("nl1", user_id="nl-user\n", topics=["t"]),
+                       stored_memory("nl2", user_id="nl-user\n"),
+                       stored_memory("other", user_id="nl-user")])
+    config = tmp_path / "mnemo.toml"
+    config.write_text(f'[[databases]]\nid = "{DB_ID}"\nurl = "{database_url}"\n'
+                      f'tables = ["{table_name}"]\n')
+    monkeypatch.delenv("MNEMO_CONFIG", raising=False)
+    assert main(["erase-user", "--config", str(config), "nl-user\n"]) == 0
+    assert '"deleted": 2' in capsys.readouterr().out
+    assert [m["memory_id"] for m in client.get("/memories").json()["data"]] == ["other"]
+    assert repository.history("nl1") == []
+    assert client.get("/memory_topics").json() == []
+
+
+def test_mnemo_erase_user_names_a_table_and_refuses_an_unknown_one(
+        repository, database_url, table_name, tmp_path, monkeypatch, capsys):
+    repository.insert([stored_memory("m1", user_id="u1")])
+    config = tmp_path / "mnemo.toml"
+    config.write_text(f'[[databases]]\nid = "{DB_ID}"\nurl = "{database_url}"\n'
+                      f'tables = ["{table_name}"]\n')
+    monkeypatch.delenv("MNEMO_CONFIG", raising=False)
+    assert main(["erase-user", "--config", str(config), "--db-id", DB_ID, "--table", "nope", "u1"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["erase-user", "--config", str(config), "--db-id", DB_ID, "--table", table_name,
+                 "u1"]) == 0
+    assert repository.get("m1") is None
