@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     bridge.install(app)
     dispatch.only_routed(app.app)
+    app.app.request_class = oas31.ParsedJSONRequest
     app.add_api(document, validate_responses=settings.validate_responses)
     app.app.extensions[CATALOG] = catalog
     app.app.extensions[METRICS] = metrics.Exposition(catalog)

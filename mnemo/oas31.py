@@ -13,7 +13,10 @@ What it changes, and nothing else:
 * parameters and bodies are validated with JSON Schema 2020-12, the dialect of OpenAPI 3.1;
   a violation answers 422 with the field and the rule, a body that is not JSON answers 400;
 * parameters are split and coerced by the non-null branch of a nullable ``anyOf`` (Connexion
-  reads ``type`` to decide), and exploded form arrays keep each occurrence as one item.
+  reads ``type`` to decide), exploded form arrays keep each occurrence as one item, and an
+  integer is read only from ASCII digits;
+* a JSON body is parsed once, refused past a small nesting depth, and handed to the handler as
+  parsed (Flask would parse it again, with a parser a deep body drives into RecursionError).
 
 Delete it when Connexion supports OpenAPI 3.1 itself.
 """
@@ -21,8 +24,10 @@ Delete it when Connexion supports OpenAPI 3.1 itself.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
+import flask
 import jsonschema
 import orjson
 from connexion import spec as connexion_spec
@@ -188,8 +193,34 @@ def violation(schema: dict, instance: Any, where: str) -> str | None:
 # -- parameters -----------------------------------------------------------------------------
 
 
+# How the contract's integers are written in a URL. Connexion reads them with int(), which
+# also takes '5_0', '+5', ' 5' and digits of any script.
+INTEGER = re.compile(r"-?[0-9]+")
+
+
 class URIParser(OpenAPIURIParser):
-    """Connexion's OpenAPI URI parser, minus its corruption of exploded form arrays."""
+    """Connexion's OpenAPI URI parser, minus its corruption of exploded form arrays and its
+    lenient integers."""
+
+    def resolve_params(self, params, _in):
+        resolved = super().resolve_params(params, _in)
+        for name, value in resolved.items():
+            schema = self.param_schemas.get(name) or {}
+            kind = schema.get("type")
+            item_kind = schema.get("items", {}).get("type") if kind == "array" else None
+            if kind != "integer" and item_kind != "integer":
+                continue
+            # Connexion reads a path parameter as one value, any other as the list of its
+            # occurrences.
+            sent = [params[name]] if _in == "path" else params[name]
+            if kind == "integer":
+                resolved[name] = _as_sent_unless_digits(value, sent[-1])
+            else:
+                definition = self.param_defns[name]
+                items = self._split(self._resolve_param_duplicates(sent, definition, _in), definition, _in)
+                if isinstance(value, list) and len(items) == len(value):
+                    resolved[name] = [_as_sent_unless_digits(v, i) for v, i in zip(value, items, strict=True)]
+        return resolved
 
     @staticmethod
     def _resolve_param_duplicates(values, param_defn, _in):
@@ -204,6 +235,14 @@ class URIParser(OpenAPIURIParser):
             # which breaks any item that contains a comma.
             return value
         return OpenAPIURIParser._split(value, param_defn, _in)
+
+
+def _as_sent_unless_digits(value, sent):
+    """``value`` if it is an integer read from ASCII digits, else ``sent``, which validation
+    then refuses as not an integer."""
+    if type(value) is int and isinstance(sent, str) and not INTEGER.fullmatch(sent):
+        return sent
+    return value
 
 
 def _is_exploded_form(param_defn: dict, _in: str) -> bool:
@@ -233,10 +272,18 @@ class Parameters(ParameterValidator):
 # -- bodies ---------------------------------------------------------------------------------
 
 UTF8 = {"utf-8", "utf8"}
+# The contract's bodies nest two levels deep; a body nested far deeper is an attack on a
+# parser's or the validator's recursion, not a request.
+MAX_JSON_DEPTH = 32
+# Where JSONBody leaves the body it parsed, in the request's scope, for ParsedJSONRequest.
+PARSED_BODY = "mnemo.parsed_json_body"
+_UNPARSED = object()
 
 
 class JSONBody(JSONRequestBodyValidator):
     """JSON request bodies: parsed strictly, validated with JSON Schema 2020-12."""
+
+    _parsed: Any = _UNPARSED
 
     async def wrap_receive(self, receive, *, scope):
         headers = Headers(scope=scope)
@@ -246,7 +293,10 @@ class JSONBody(JSONRequestBodyValidator):
         elif "content-type" not in headers:
             # Connexion would guess; a client that does not say what it sends is refused.
             raise UnsupportedMediaTypeProblem(detail="Content-Type must be application/json")
-        return await super().wrap_receive(receive, scope=scope)
+        receive, scope = await super().wrap_receive(receive, scope=scope)
+        if self._parsed is not _UNPARSED:
+            scope = {**scope, PARSED_BODY: self._parsed}
+        return receive, scope
 
     async def _parse(self, stream, scope) -> Any:
         if self._encoding.lower() not in UTF8:
@@ -256,9 +306,14 @@ class JSONBody(JSONRequestBodyValidator):
             return None
         try:
             # orjson also refuses invalid UTF-8 and lone surrogates, which no database stores.
-            return orjson.loads(raw)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             raise MalformedBodyProblem(detail=f"body is not valid JSON: {error}") from None
+        # A body with fewer brackets than the limit cannot nest deeper than it.
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nests_deeper(body, MAX_JSON_DEPTH):
+            raise MalformedBodyProblem(detail=f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        self._parsed = body
+        return body
 
     def _validate(self, body: Any) -> None:
         if body is None and not self._nullable:
@@ -266,6 +321,35 @@ class JSONBody(JSONRequestBodyValidator):
         problem = violation(self._schema, body, "body")
         if problem:
             raise RequestValidationProblem(problem)
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` has arrays or objects more than ``limit`` levels deep (the outermost
+    one is level 1), found without recursion."""
+    pending = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+class ParsedJSONRequest(flask.Request):
+    """Flask's request, whose JSON body is the one JSONBody parsed and validated, not parsed
+    again."""
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        scope = self.environ.get("asgi.scope") or {}
+        if PARSED_BODY in scope:
+            return scope[PARSED_BODY]
+        return super().get_json(force=force, silent=silent, cache=cache)
 
 
 class JSONResponse(JSONResponseBodyValidator):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from mnemo.cli import main
+from mnemo.oas31 import URIParser
 
 from .conftest import DB_ID, error_json, stored_memory
 
@@ -178,3 +179,76 @@ def test_mnemo_erase_user_names_a_table_and_refuses_an_unknown_one(
     assert main(["erase-user", "--config", str(config), "--db-id", DB_ID, "--table", table_name,
                  "u1"]) == 0
     assert repository.get("m1") is None
+
+
+# -- JSON depth --------------------------------------------------------------------------------
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(("method", "path"), body_operations())
+def test_a_body_nested_too_deep_is_refused(client, method, path):
+    for depth in (40, 1000, 1023, 1100):
+        for field in (b"topics", b"memory_ids", b"unknown"):
+            body = b'{"memory": "m", "user_id": "u", "' + field + b'": ' + nested(depth) + b"}"
+            response = client.request(method, path, content=body,
+                                      headers={"Content-Type": "application/json"})
+            assert response.status_code == 400, (depth, field, response.text)
+            assert error_json(response)["error_code"] == "INVALID_JSON"
+    assert count(client) == 0
+
+
+def test_a_body_nested_32_levels_is_read_and_33_refused(client):
+    def body(depth):
+        return b'{"memory": "m", "user_id": "u", "extra": ' + nested(depth - 1) + b"}"
+
+    headers = {"Content-Type": "application/json"}
+    assert client.post("/memories", content=body(32), headers=headers).status_code == 200
+    refused = client.post("/memories", content=body(33), headers=headers)
+    assert error_json(refused) == {"detail": "body: JSON nested deeper than 32 levels",
+                                   "error_code": "INVALID_JSON"}
+
+
+def test_a_body_is_parsed_once_by_the_validator_and_handed_to_the_handler(client, monkeypatch, app):
+    def second_parse(*_args, **_kwargs):
+        raise AssertionError("the body was parsed a second time")
+
+    monkeypatch.setattr(app.app.json, "loads", second_parse)
+    created = client.post("/memories", json={"memory": "m", "user_id": "u", "topics": ["t"]})
+    assert created.status_code == 200, created.text
+    assert created.json()["topics"] == ["t"]
+
+
+# -- integers ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("limit", "5_0"), ("limit", "\u0665"), ("limit", "+5"), ("limit", " 5"), ("limit", "5 "),
+    ("limit", "\uff15"), ("page", "1_0"), ("page", "\u0661"),
+])
+def test_an_integer_parameter_takes_ascii_digits_only(client, create, name, value):
+    create()
+    response = client.get("/memories", params={name: value})
+    assert response.status_code == 422, response.text
+    assert error_json(response) == {
+        "detail": f"query parameter '{name}': {value!r} is not of type 'integer'",
+        "error_code": "VALIDATION_ERROR"}
+    assert client.get("/memories", params={name: "many"}).json()["detail"] == (
+        f"query parameter '{name}': 'many' is not of type 'integer'")
+
+
+def test_an_integer_parameter_in_ascii_digits_is_read(client, create):
+    for _ in range(3):
+        create()
+    assert len(client.get("/memories", params={"limit": "02"}).json()["data"]) == 2
+    negative = client.get("/memories", params={"limit": "-5"})
+    assert error_json(negative)["detail"] == "query parameter 'limit': -5 is less than the minimum of 1"
+
+
+def test_an_integer_path_parameter_or_array_item_takes_ascii_digits_only():
+    definitions = [{"name": "n", "in": "path", "schema": {"type": "integer"}},
+                   {"name": "q", "in": "query", "schema": {"type": "array", "items": {"type": "integer"}}}]
+    parser = URIParser(definitions, {})
+    assert parser.resolve_path({"n": "5_0"}) == {"n": "5_0"}
+    assert parser.resolve_path({"n": "-12"}) == {"n": -12}
+    assert parser.resolve_query({"q": ["1", "\u0662", "3"]}) == {"q": [1, "\u0662", 3]}
