@@ -12,7 +12,6 @@ import yaml
 from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
-from starlette.middleware.cors import CORSMiddleware
 
 from handlers._shared import CATALOG, METRICS, MODEL, to_json
 from storage import Catalog, Database
@@ -22,7 +21,9 @@ from .auth import Callers, bearer_security
 from .config import Settings
 from .edge import (
     CommaSeparatedArrays,
+    Cors,
     LimitBodySize,
+    OneContentType,
     RefuseControlCharactersInPath,
     RequestId,
     array_query_parameters,
@@ -110,8 +111,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     edge = MiddlewarePosition.BEFORE_EXCEPTION
     app.add_middleware(RequestId, position=edge, operations=operation_names(document))
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, position=edge, **cors_options(settings.cors_origins))
+        app.add_middleware(Cors, position=edge, **cors_options(settings.cors_origins))
     app.add_middleware(RefuseControlCharactersInPath, position=edge)
+    app.add_middleware(OneContentType, position=edge)
     if settings.rate_limit is not None:
         callers = Callers(settings.security_key, settings.jwt, settings.metrics_token,
                           settings.max_token_bytes)

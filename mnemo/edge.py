@@ -1,7 +1,8 @@
 """ASGI middleware: the edge every request crosses before Connexion routes it.
 
 In order, outermost first: RequestId (every answer carries an id; every request is counted,
-timed and logged under it), CORS when configured, RefuseControlCharactersInPath,
+timed and logged under it), CORS when configured (Cors), RefuseControlCharactersInPath,
+OneContentType,
 the rate limit when configured (mnemo.ratelimit), LimitBodySize, CommaSeparatedArrays.
 """
 
@@ -17,6 +18,8 @@ from urllib.parse import parse_qs, quote, unquote_plus
 import orjson
 from connexion.middleware.abstract import ROUTING_CONTEXT
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
@@ -171,6 +174,61 @@ class RefuseControlCharactersInPath:
             await send_error(scope, send, 422, "path: control characters are not allowed in a URL path")
             return
         await self.app(scope, receive, send)
+
+
+class OneContentType:
+    """Answer 400 for a request with more than one Content-Type, and pass on the one it has
+    with its media type in lower case and its parameters without spaces.
+
+    Media types are case-insensitive, but Connexion compares them as written, both to choose a
+    body's validator and to decide whether a body is JSON: ``Application/JSON`` went
+    unvalidated and reached its handler as bytes. Two Content-Type headers reach Flask as one
+    value that nothing can parse.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = [i for i, (name, _) in enumerate(scope["headers"]) if name.lower() == b"content-type"]
+            if len(found) > 1:
+                await send_error(scope, send, 400, "Content-Type must be given at most once")
+                return
+            if found:
+                name, value = scope["headers"][found[0]]
+                canonical = canonical_media_type(value)
+                if canonical != value:
+                    headers = list(scope["headers"])
+                    headers[found[0]] = (name, canonical)
+                    scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
+def canonical_media_type(value: bytes) -> bytes:
+    """``Application/JSON ; Charset=UTF-8`` as ``application/json;charset=UTF-8``: what
+    Connexion's media type checks and its charset lookup can read."""
+    media_type, *parameters = value.split(b";")
+    parts = [media_type.strip().lower()]
+    for parameter in parameters:
+        name, equals, parameter_value = parameter.partition(b"=")
+        parts.append(name.strip().lower() + equals + parameter_value.strip())
+    return b";".join(parts)
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in the contract's error shape
+    (Starlette answers it in plain text)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        body = error_body(400, bytes(response.body).decode(), "CORS_REJECTED",
+                          request_headers.get(REQUEST_ID_HEADER))
+        headers = {name: value for name, value in response.headers.items()
+                   if name not in ("content-type", "content-length")}
+        return Response(orjson.dumps(body), 400, headers=headers, media_type="application/json")
 
 
 class LimitBodySize:

@@ -181,6 +181,51 @@ def test_mnemo_erase_user_names_a_table_and_refuses_an_unknown_one(
     assert repository.get("m1") is None
 
 
+# -- media types -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content_type", ["APPLICATION/JSON", "Application/Json; charset=UTF-8",
+                                          "application/JSON;charset=utf-8"])
+def test_a_media_type_is_read_whatever_its_case(client, create, content_type):
+    headers = {"Content-Type": content_type}
+    created = client.post("/memories", content=b'{"memory": "m", "user_id": "u", "topics": ["t"]}',
+                          headers=headers)
+    assert created.status_code == 200, created.text
+    assert created.json()["topics"] == ["t"]
+    memory_id = created.json()["memory_id"]
+    updated = client.patch(f"/memories/{memory_id}", headers=headers,
+                           content=b'{"memory": "n", "user_id": "u", "topics": []}')
+    assert (updated.status_code, updated.json()["memory"]) == (200, "n")
+    invalid = client.post("/memories", content=b'{"memory": ""}', headers=headers)
+    assert invalid.status_code == 422
+    assert error_json(invalid)["detail"].startswith("body.memory:")
+    deleted = client.request("DELETE", "/memories", headers=headers,
+                             content=f'{{"memory_ids": ["{memory_id}"]}}'.encode())
+    assert deleted.status_code == 204
+    assert count(client) == 0
+
+
+@pytest.mark.parametrize(("method", "path"), body_operations())
+def test_every_body_taking_operation_answers_an_upper_case_media_type_as_the_lower_case_one(
+        client, create, method, path):
+    create(user_id="u1")
+    body = b'{"memory": "m", "user_id": "u1", "memory_ids": ["nope"]}'
+    lower = client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    upper = client.request(method, path, content=body, headers={"Content-Type": "APPLICATION/JSON"})
+    assert upper.status_code == lower.status_code < 500, upper.text
+
+
+# -- duplicate headers -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("second", ["application/json", "text/plain"])
+def test_two_content_type_headers_are_a_bad_request(client, second):
+    response = client.post("/memories", content=b'{"memory": "m", "user_id": "u"}',
+                           headers=[("Content-Type", "application/json"), ("Content-Type", second)])
+    assert response.status_code == 400, response.text
+    assert error_json(response) == {"detail": "Content-Type must be given at most once",
+                                    "error_code": "BAD_REQUEST"}
+    assert count(client) == 0
+
+
 # -- JSON depth --------------------------------------------------------------------------------
 
 def nested(depth: int) -> bytes:
@@ -252,3 +297,29 @@ def test_an_integer_path_parameter_or_array_item_takes_ascii_digits_only():
     assert parser.resolve_path({"n": "5_0"}) == {"n": "5_0"}
     assert parser.resolve_path({"n": "-12"}) == {"n": -12}
     assert parser.resolve_query({"q": ["1", "\u0662", "3"]}) == {"q": [1, "\u0662", 3]}
+
+
+# -- CORS --------------------------------------------------------------------------------------
+
+PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "authorization,content-type"}
+
+
+@pytest.mark.parametrize(("changed", "detail"), [
+    ({"Origin": "https://evil.example"}, "Disallowed CORS origin"),
+    ({"Access-Control-Request-Method": "PUT"}, "Disallowed CORS method"),
+    ({"Access-Control-Request-Headers": "x-secret"}, "Disallowed CORS headers"),
+])
+def test_a_rejected_preflight_answers_the_error_shape(client_with, changed, detail):
+    client = client_with(cors_origins=("https://app.example",))
+    response = client.options("/memories", headers={**PREFLIGHT, **changed,
+                                                     "X-Request-ID": "preflight-1"})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": detail, "error_code": "CORS_REJECTED",
+                               "request_id": "preflight-1"}
+    assert response.headers["x-request-id"] == "preflight-1"
+    assert "Origin" in response.headers["vary"]
+    accepted = client.options("/memories", headers=PREFLIGHT)
+    assert accepted.status_code == 200
+    assert accepted.headers["access-control-allow-origin"] == "https://app.example"
