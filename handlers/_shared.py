@@ -1,43 +1,18 @@
-"""What every handler needs: its repository, and the JSON shapes of the contract."""
+"""What every handler needs: its repository, and what a request says about versions and retries."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import orjson
-from flask import current_app, request
+from flask import request
 
-from mnemo.errors import error_body, request_id
-from storage import Memory, MemoryRepository, Page
-
-CATALOG = "mnemo.catalog"  # the Flask extension under which create_app keeps the Catalog
-METRICS = "mnemo.metrics"  # ... and the metrics' mnemo.metrics.Exposition
-MODEL = "mnemo.model"  # ... and the language model settings (config.ModelConfig)
+from mnemo import extensions
+from storage import Memory, MemoryRepository
 
 
 def repository(db_id: str | None, table: str | None) -> MemoryRepository:
     """The repository that ``db_id``/``table`` name (storage raises if they name nothing)."""
-    return current_app.extensions[CATALOG].repository(db_id, table)
-
-
-def to_json(value) -> bytes:
-    """``value`` as JSON. Times are left to orjson, which writes an aware UTC datetime as
-    RFC 3339 with a ``Z`` and with microseconds when there are any, as the contract's
-    examples show, for a fraction of what formatting them in Python costs."""
-    return orjson.dumps(value, option=orjson.OPT_UTC_Z)
-
-
-def memory_json(memory: Memory) -> dict:
-    return {
-        "memory_id": memory.memory_id,
-        "memory": memory.memory,
-        "user_id": memory.user_id,
-        "agent_id": memory.agent_id,
-        "team_id": memory.team_id,
-        "topics": memory.topics,
-        "created_at": memory.created_at,
-        "updated_at": memory.updated_at,
-    }
+    return extensions.catalog().repository(db_id, table)
 
 
 def etag(memory: Memory) -> dict[str, str]:
@@ -63,29 +38,3 @@ def if_match() -> Callable[[str], bool] | None:
 
 def idempotency_key() -> str | None:
     return request.headers.get("Idempotency-Key")
-
-
-def page_json(page: Page, item_json: Callable) -> dict:
-    return {
-        "data": [item_json(item) for item in page.items],
-        "meta": {
-            "page": page.page,
-            "limit": page.limit,
-            "total_pages": page.total_pages,
-            "total_count": page.total_count,
-            "search_time_ms": page.search_time_ms,
-        },
-    }
-
-
-def error(status: int, detail: str, error_code: str) -> tuple[dict, int]:
-    return error_body(status, detail, error_code, request_id(request)), status
-
-
-def memory_not_found(memory_id: str) -> tuple[dict, int]:
-    return error(404, f"Memory with ID {memory_id} not found", "NOT_FOUND")
-
-
-def user_id_required() -> tuple[dict, int]:
-    # Agno's exact words: its clients and tests match on them.
-    return error(400, "User ID is required", "BAD_REQUEST")

@@ -6,26 +6,19 @@ operation applies to (an administrator's choice, anyone else's own).
 
 from __future__ import annotations
 
+from mnemo.api_errors import MemoryNotFound, UserIdRequired
 from mnemo.auth import owner
+from mnemo.shapes import memory_json, page_json
 from storage import MemoryQuery
 
-from ._shared import (
-    etag,
-    idempotency_key,
-    if_match,
-    memory_json,
-    memory_not_found,
-    page_json,
-    repository,
-    user_id_required,
-)
+from ._shared import etag, idempotency_key, if_match, repository
 
 
 def create_memory(body, token_info, db_id=None, table=None):
     memories = repository(db_id, table)
     user_id = owner(token_info, body.get("user_id"))
     if not user_id:
-        return user_id_required()
+        raise UserIdRequired()
     key = idempotency_key()
     if key is None:
         memory = memories.create(memory=body["memory"], user_id=user_id, topics=body.get("topics"))
@@ -40,7 +33,7 @@ def create_memory(body, token_info, db_id=None, table=None):
 def get_memory(memory_id, token_info, user_id=None, db_id=None, table=None):
     memory = repository(db_id, table).get(memory_id, owner(token_info, user_id))
     if memory is None:
-        return memory_not_found(memory_id)
+        raise MemoryNotFound(memory_id)
     return memory_json(memory), 200, etag(memory)
 
 
@@ -77,11 +70,11 @@ def update_memory(memory_id, body, token_info, db_id=None, table=None):
     memories = repository(db_id, table)
     user_id = owner(token_info, body.get("user_id"))
     if not user_id:
-        return user_id_required()
+        raise UserIdRequired()
     memory = memories.update(memory_id, user_id=user_id, memory=body["memory"], topics=body.get("topics"),
                              if_version=if_match())
     if memory is None:
-        return memory_not_found(memory_id)
+        raise MemoryNotFound(memory_id)
     return memory_json(memory), 200, etag(memory)
 
 

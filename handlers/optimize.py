@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from flask import current_app
-
-from mnemo import optimizer
+from mnemo import extensions, optimizer
+from mnemo.api_errors import NotFound, UserIdRequired
 from mnemo.auth import owner
+from mnemo.shapes import memory_json
 
-from ._shared import MODEL, error, memory_json, repository, user_id_required
+from ._shared import repository
 
 
 def optimize_memories(body, token_info, db_id=None, table=None):
     memories = repository(db_id, table)
     user_id = owner(token_info, body.get("user_id"))
     if not user_id:
-        return user_id_required()
-    result = optimizer.optimize(memories, current_app.extensions[MODEL], user_id, body.get("model"),
+        raise UserIdRequired()
+    result = optimizer.optimize(memories, extensions.model(), user_id, body.get("model"),
                                 body.get("apply", True))
     if result is None:
-        return error(404, f"No memories found for user {user_id}", "NOT_FOUND")
+        raise NotFound(f"No memories found for user {user_id}")
     return {
         "memories": [memory_json(memory) for memory in result.memories],
         "memories_before": result.memories_before,

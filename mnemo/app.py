@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
 
 import connexion
 import orjson
-import yaml
 from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from handlers._shared import CATALOG, METRICS, MODEL, to_json
-from storage import Catalog, Database
+from storage import CONNECTIONS_PER_PROCESS, Catalog, Database
 
-from . import bridge, dispatch, errors, metrics, oas31
+from . import errors, metrics, workarounds
 from .auth import Callers, bearer_security
 from .config import Settings
+from .contract import Contract
 from .edge import (
     CommaSeparatedArrays,
     Cors,
@@ -26,32 +24,12 @@ from .edge import (
     OneContentType,
     RefuseControlCharactersInPath,
     RequestId,
-    array_query_parameters,
-    operation_names,
 )
+from .extensions import CATALOG, METRICS, MODEL
 from .ratelimit import RateLimitPerCaller
+from .shapes import to_json
 
 log = logging.getLogger("mnemo")
-
-_PACKAGE = Path(__file__).resolve().parent
-# Installed, the document ships inside the package; in a source checkout it is the
-# repository's own openapi.yaml, one level up.
-DOCUMENT_LOCATIONS = (_PACKAGE / "openapi.yaml", _PACKAGE.parent / "openapi.yaml")
-
-
-def document_path() -> Path:
-    for path in DOCUMENT_LOCATIONS:
-        if path.is_file():
-            return path
-    raise FileNotFoundError("openapi.yaml not found in " + " or ".join(map(str, DOCUMENT_LOCATIONS)))
-
-
-def load_document(path: Path | None = None) -> dict:
-    """The API document, checked by openapi-spec-validator (InvalidSpecification if broken)."""
-    with open(path or document_path(), encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
-    oas31.validate_document(document)
-    return document
 
 
 class _Orjson:
@@ -71,11 +49,13 @@ def build_catalog(settings: Settings) -> Catalog:
                     for d in settings.databases])
 
 
-def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> connexion.FlaskApp:
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
+               contract: Contract | None = None) -> connexion.FlaskApp:
     """A ready-to-serve Connexion app over ``catalog`` (by default the configured databases,
-    whose missing table families are created; storage.SchemaBehind if one is behind head)."""
+    whose missing table families are created; storage.SchemaBehind if one is behind head),
+    serving ``contract`` (by default openapi.yaml; ContractError if it is not valid)."""
     settings = settings or Settings.from_env()
-    document = load_document()
+    contract = contract or Contract.load()
     if catalog is None:
         catalog = build_catalog(settings)
         catalog.prepare()
@@ -85,31 +65,27 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         yield
         catalog.dispose()
 
-    oas31.install()
-    dispatch.install()
-    app = connexion.FlaskApp(
+    app = workarounds.flask_app(
         __name__,
+        # One handler thread per pooled database connection: a handler holds at most one at
+        # a time, so no thread waits for a connection and none sits idle while requests wait.
+        handler_threads=CONNECTIONS_PER_PROCESS,
         lifespan=lifespan,
         jsonifier=Jsonifier(_Orjson),
         security_map={"bearer": bearer_security(settings.security_key, settings.jwt, settings.metrics_token,
                                                 settings.max_token_bytes)},
-        validator_map=oas31.VALIDATOR_MAP,
-        uri_parser_class=oas31.URIParser,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
-    bridge.install(app)
-    dispatch.only_routed(app.app)
-    app.app.request_class = oas31.ParsedJSONRequest
-    app.add_api(document, validate_responses=settings.validate_responses)
+    app.add_api(contract.document, validate_responses=settings.validate_responses)
     app.app.extensions[CATALOG] = catalog
     app.app.extensions[METRICS] = metrics.Exposition(catalog)
     metrics.watch_pools(catalog)
     app.app.extensions[MODEL] = settings.model
-    for error_class, handler in errors.handlers(document):
+    for error_class, handler in errors.handlers(contract):
         app.add_error_handler(error_class, handler)
     # Each one is added inside the ones before it: RequestId sees every request first.
     edge = MiddlewarePosition.BEFORE_EXCEPTION
-    app.add_middleware(RequestId, position=edge, operations=operation_names(document))
+    app.add_middleware(RequestId, position=edge, operations=contract.routing_names)
     if settings.cors_origins:
         app.add_middleware(Cors, position=edge, **cors_options(settings.cors_origins))
     app.add_middleware(RefuseControlCharactersInPath, position=edge)
@@ -119,7 +95,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                           settings.max_token_bytes)
         app.add_middleware(RateLimitPerCaller, position=edge, limit=settings.rate_limit, caller_of=callers)
     app.add_middleware(LimitBodySize, position=edge, max_bytes=settings.max_body_bytes)
-    app.add_middleware(CommaSeparatedArrays, position=edge, names=array_query_parameters(document))
+    app.add_middleware(CommaSeparatedArrays, position=edge, names=contract.array_query_parameters)
     return app
 
 

@@ -295,16 +295,14 @@ def _own_metrics_directory(workers: int) -> str | None:
 
 
 def _serve_configured(args: argparse.Namespace) -> int:
-    from connexion.exceptions import InvalidSpecification
-
     from storage import Status
 
-    from .app import load_document
+    from .contract import Contract, ContractError
 
     catalog, _ = _open_catalog(args)
     try:
-        load_document()
-    except InvalidSpecification as error:
+        Contract.load()
+    except ContractError as error:
         catalog.dispose()
         raise Stop(EXIT_USAGE, str(error)) from None
     with _database_trouble(catalog, lambda error: f"cannot open the database: {error}"):
@@ -390,8 +388,7 @@ def _spec_document(args: argparse.Namespace) -> tuple[Path, dict | None, int]:
     import yaml
     from connexion.exceptions import InvalidSpecification
 
-    from . import oas31
-    from .app import document_path
+    from .contract import ContractError, document_path, validate_document
 
     path = Path(args.spec) if args.spec else document_path()
     try:
@@ -405,8 +402,8 @@ def _spec_document(args: argparse.Namespace) -> tuple[Path, dict | None, int]:
     try:
         if not isinstance(document, dict):
             raise InvalidSpecification("the document is not a mapping")
-        oas31.validate_document(document)
-    except InvalidSpecification as error:
+        validate_document(document)
+    except (InvalidSpecification, ContractError) as error:
         print(f"{path}: {error}")
         return path, None, EXIT_FAILURE
     return path, document, 0

@@ -145,19 +145,6 @@ def db_id_of(scope: Scope) -> str | None:
     return values[0][:300] if values else None
 
 
-def operation_names(document: dict) -> dict[str, tuple[str, str]]:
-    """The name Connexion's routing gives each operation (its x-openapi-router-controller, a
-    dot, its operationId) -> (operationId, the path the document declares it under)."""
-    names = {}
-    for path, item in document.get("paths", {}).items():
-        for operation in item.values():
-            if isinstance(operation, dict) and "operationId" in operation:
-                operation_id = operation["operationId"]
-                controller = operation.get("x-openapi-router-controller")
-                names[f"{controller}.{operation_id}" if controller else operation_id] = (operation_id, path)
-    return names
-
-
 class RefuseControlCharactersInPath:
     """Answer 422 for a path with control characters in it.
 
@@ -319,21 +306,3 @@ class CommaSeparatedArrays:
             else:
                 pairs.append(pair)
         return b"&".join(pairs)
-
-
-def array_query_parameters(document: dict) -> frozenset[str]:
-    """Names of the query parameters the document declares as arrays (directly or nullable)."""
-    components = document.get("components", {}).get("parameters", {})
-    names = set()
-    for path_item in document.get("paths", {}).values():
-        for operation in path_item.values():
-            if not isinstance(operation, dict):
-                continue
-            for parameter in operation.get("parameters", []):
-                if "$ref" in parameter:
-                    parameter = components[parameter["$ref"].rsplit("/", 1)[-1]]
-                schema = parameter.get("schema", {})
-                branches = schema.get("anyOf", [schema])
-                if parameter.get("in") == "query" and any(b.get("type") == "array" for b in branches):
-                    names.add(parameter["name"])
-    return frozenset(names)

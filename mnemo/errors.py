@@ -8,7 +8,6 @@ never sent.
 from __future__ import annotations
 
 import logging
-import re
 
 import orjson
 from connexion.exceptions import ProblemException
@@ -25,8 +24,9 @@ from storage import (
     VersionMismatch,
 )
 
-from .oas31 import MalformedBodyProblem
-from .optimizer import OptimizeError
+from .api_errors import ApiError
+from .contract import Contract
+from .workarounds.openapi31 import MalformedBodyProblem
 
 log = logging.getLogger("mnemo")
 
@@ -68,10 +68,11 @@ def error_body(status: int, detail: str, error_code: str | None = None,
 
 
 def json_error(request, status: int, detail: str, error_code: str | None = None,
-               headers: dict | None = None) -> ConnexionResponse:
+               headers: dict | None = None, extra: dict | None = None) -> ConnexionResponse:
+    body = error_body(status, detail, error_code, request_id(request))
     return ConnexionResponse(
         status_code=status,
-        body=orjson.dumps(error_body(status, detail, error_code, request_id(request))),
+        body=orjson.dumps({**extra, **body} if extra else body),
         content_type="application/json",
         headers=headers,
     )
@@ -99,27 +100,7 @@ def on_problem(request, problem: ProblemException) -> ConnexionResponse:
     return json_error(request, status, str(problem.detail or problem.title), code, headers)
 
 
-class AllowedMethods:
-    """The methods the document declares for each path, for the ``Allow`` header of a 405."""
-
-    def __init__(self, document: dict):
-        self.paths = []
-        for template, item in document.get("paths", {}).items():
-            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
-            methods = sorted(m.upper() for m in item if m in HTTP_METHODS)
-            self.paths.append((re.compile(pattern + "/?"), ", ".join(methods)))
-
-    def __call__(self, path: str) -> str | None:
-        for pattern, methods in self.paths:
-            if pattern.fullmatch(path):
-                return methods
-        return None
-
-
-HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-
-
-def http_exception_handler(allowed: AllowedMethods):
+def http_exception_handler(contract: Contract):
     def on_http_exception(request, error: HTTPException) -> ConnexionResponse:
         status = error.status_code
         if status >= 500:
@@ -130,10 +111,14 @@ def http_exception_handler(allowed: AllowedMethods):
         if status == 405:
             # Routing names only the route it tried; the client is owed every method the
             # document declares for the path.
-            methods = allowed(request.url.path)
+            methods = contract.allowed_methods(request.url.path)
             if methods:
                 headers["Allow"] = methods
         detail = error.detail if isinstance(error.detail, str) else None
+        if status == 404:
+            # The router's own words ("Not Found", or Werkzeug's advice to check the spelling
+            # of a URL typed by hand) say less than which path it was.
+            detail = f"No operation of this API is at {request.scope['path'][:200]}"
         return json_error(request, status, detail or ERROR_CODES.get(status, "Error"), headers=headers)
 
     return on_http_exception
@@ -175,8 +160,8 @@ def on_memories_changed(request, _error: MemoriesChanged) -> ConnexionResponse:
                       "MEMORIES_CHANGED")
 
 
-def on_optimize_error(request, error: OptimizeError) -> ConnexionResponse:
-    return json_error(request, error.status, error.detail, error.error_code)
+def on_api_error(request, error: ApiError) -> ConnexionResponse:
+    return json_error(request, error.status, error.detail, error.error_code, error.headers, error.extra)
 
 
 def on_unexpected(request, error: Exception) -> ConnexionResponse:
@@ -184,16 +169,16 @@ def on_unexpected(request, error: Exception) -> ConnexionResponse:
     return json_error(request, 500, "Internal server error")
 
 
-def handlers(document: dict) -> list[tuple[type[Exception], object]]:
+def handlers(contract: Contract) -> list[tuple[type[Exception], object]]:
     """(exception class, handler) pairs for the app, most specific first."""
     return [
         (ProblemException, on_problem),
-        (HTTPException, http_exception_handler(AllowedMethods(document))),
+        (HTTPException, http_exception_handler(contract)),
         (CatalogError, on_catalog_error),
         (DatabaseUnavailable, on_database_unavailable),
         (VersionMismatch, on_version_mismatch),
         (IdempotencyConflict, on_idempotency_conflict),
         (MemoriesChanged, on_memories_changed),
-        (OptimizeError, on_optimize_error),
+        (ApiError, on_api_error),
         (Exception, on_unexpected),
     ]

@@ -16,6 +16,7 @@ import httpx
 
 from storage import Memory, MemoryRepository, unique_topics, utcnow
 
+from .api_errors import ApiError
 from .config import ModelConfig, openai_model_id
 
 log = logging.getLogger("mnemo")
@@ -39,15 +40,8 @@ INSTRUCTIONS = (
 )
 
 
-class OptimizeError(Exception):
+class OptimizeError(ApiError):
     """optimize-memories cannot be carried out; ``status`` and ``detail`` say why."""
-
-    status = 400
-    error_code = "BAD_REQUEST"
-
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.detail = detail
 
 
 class ModelFailed(OptimizeError):

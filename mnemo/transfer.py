@@ -24,9 +24,10 @@ from typing import BinaryIO, TextIO
 
 import orjson
 
-from handlers._shared import memory_json, to_json
 from storage import Memory, MemoryExists, MemoryRepository, utcnow
 from storage.agno_source import AgnoMemorySource, NotAnAgnoMemoryTable
+
+from .shapes import memory_json, to_json
 
 # Memories per transaction. On SQLite 5000 imports about 20% faster than 1000; 20000 no faster.
 BATCH_SIZE = 5000

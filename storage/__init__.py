@@ -8,7 +8,7 @@ from .catalog import (
     UnknownDatabase,
     UnknownTable,
 )
-from .database import DatabaseUnavailable
+from .database import CONNECTIONS_PER_PROCESS, DatabaseUnavailable
 from .migration import FamilyState, SchemaBehind, SchemaError, SchemaUnknown, Status
 from .model import (
     HistoryEntry,
@@ -28,6 +28,7 @@ from .model import (
 from .repository import MemoryRepository
 
 __all__ = [
+    "CONNECTIONS_PER_PROCESS",
     "Catalog",
     "CatalogError",
     "Database",

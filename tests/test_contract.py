@@ -13,8 +13,9 @@ import yaml
 from connexion.exceptions import InvalidSpecification
 from connexion.spec import OpenAPISpecification
 
-from mnemo import oas31, spec
-from mnemo.app import load_document
+from mnemo import spec
+from mnemo.contract import Contract, ContractError, validate_document
+from mnemo.workarounds import openapi31
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "reference" / "000_f0b2f7e68ce53c4a.txt"
@@ -23,7 +24,7 @@ METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
 @pytest.fixture(scope="module")
 def document():
-    return load_document(ROOT / "openapi.yaml")
+    return Contract.load(ROOT / "openapi.yaml").document
 
 
 def operations(document):
@@ -35,21 +36,21 @@ def operations(document):
 
 def test_the_document_is_valid_openapi_3_1(document):
     assert document["openapi"] == "3.1.0"
-    oas31.validate_document(document)
+    validate_document(document)
 
 
 def test_a_broken_document_is_refused_with_a_clear_message(document):
     broken = copy.deepcopy(document)
     del broken["info"]["title"]
     broken["paths"]["/memories"]["get"]["parameters"][0] = {"name": "x"}
-    with pytest.raises(InvalidSpecification) as refused:
-        oas31.validate_document(broken)
+    with pytest.raises(ContractError) as refused:
+        validate_document(broken)
     message = str(refused.value)
     assert re.search(r"- info: .title. is a required property", message), message
     assert "- paths//memories/get/parameters/0: " in message, message
 
 
-def test_connexion_alone_refuses_the_3_1_document_which_is_why_oas31_exists(document):
+def test_connexion_alone_refuses_the_3_1_document_which_is_why_openapi31_exists(document):
     with pytest.raises(InvalidSpecification, match="'3.1.0' does not match"):
         OpenAPISpecification(copy.deepcopy(document))
 
@@ -174,20 +175,61 @@ def test_the_served_document_is_the_contract(client, document):
 def test_parameters_validate_with_json_schema_2020_12():
     # draft 4 knows neither 'const' nor a 'null' branch the way 2020-12 does
     schema = {"anyOf": [{"type": "string", "const": "ok"}, {"type": "null"}]}
-    assert oas31.violation(schema, None, "x") is None
-    assert oas31.violation(schema, "ok", "x") is None
-    assert "'ok' was expected" in oas31.violation(schema, "no", "x")
+    assert openapi31.violation(schema, None, "x") is None
+    assert openapi31.violation(schema, "ok", "x") is None
+    assert "'ok' was expected" in openapi31.violation(schema, "no", "x")
 
 
 def test_a_nullable_anyof_parses_as_its_non_null_branch():
     schema = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}], "default": 20}
-    assert oas31.non_null(schema) == {"type": "integer", "minimum": 1, "default": 20}
+    assert openapi31.non_null(schema) == {"type": "integer", "minimum": 1, "default": 20}
     plain = {"type": "string"}
-    assert oas31.non_null(plain) is plain
+    assert openapi31.non_null(plain) is plain
 
 
 def test_exploded_form_arrays_keep_commas_inside_items():
-    parser = oas31.URIParser(
+    parser = openapi31.URIParser(
         [{"name": "topics", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}}], {}
     )
     assert parser.resolve_query({"topics": ["a,b", "c"]}) == {"topics": ["a,b", "c"]}
+
+
+# -- the contract is read once ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def contract():
+    return Contract.load(ROOT / "openapi.yaml")
+
+
+def test_the_contract_lists_every_operation_with_its_handler(contract, document):
+    assert {(o.path, o.method) for o in contract.operations} == {(p, m) for p, m, _ in operations(document)}
+    get = contract.operation("get_memory")
+    assert (get.name, get.handler) == ("GET /memories/{memory_id}", "handlers.memories.get_memory")
+    assert contract.routing_names["handlers.memories.get_memory"] == ("get_memory", "/memories/{memory_id}")
+
+
+def test_the_contract_resolves_parameters_and_says_which_query_parameters_are_arrays(contract):
+    listing = {(p.name, p.location): p for p in contract.operation("get_memories").parameters}
+    assert "integer" in listing["limit", "query"].types
+    assert "$ref" not in listing["db_id", "query"].schema
+    assert "topics" in contract.array_query_parameters
+    assert contract.operation("get_memory").parameters[0].required
+
+
+def test_the_contract_says_which_scopes_each_operation_asks_for(contract):
+    assert contract.operation("erase_user_memories").scopes == {"memories:delete"}
+    assert contract.operation("create_memory").scopes == {"memories:write"}
+    assert contract.operation("health").scopes == frozenset()
+
+
+def test_the_contract_says_which_methods_a_path_allows(contract):
+    assert contract.allowed_methods("/memories/abc") == "DELETE, GET, PATCH"
+    assert contract.allowed_methods("/nowhere") is None
+
+
+def test_an_unreadable_or_broken_document_is_refused_saying_why(tmp_path):
+    with pytest.raises(ContractError, match="cannot read"):
+        Contract.load(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("openapi: [unclosed\n")
+    with pytest.raises(ContractError, match="is not YAML"):
+        Contract.load(tmp_path / "broken.yaml")

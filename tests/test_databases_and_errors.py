@@ -234,3 +234,18 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_connections(tmp_pat
         for engine in engines:
             engine.dispose()
         assert failures == []
+
+
+def test_an_unknown_path_is_a_404_that_names_the_path(client):
+    response = client.get("/no/such/thing")
+    assert response.status_code == 404
+    assert error_json(response) == {"detail": "No operation of this API is at /no/such/thing",
+                                    "error_code": "NOT_FOUND"}
+
+
+def test_a_value_too_long_is_quoted_short_in_its_error(client):
+    response = client.post("/memories", json={"memory": "x" * 5001, "user_id": "u"})
+    assert response.status_code == 422
+    detail = error_json(response)["detail"]
+    assert len(detail) < 200, detail
+    assert detail.startswith("body.memory: 'xxx") and "(5001 characters) is too long" in detail

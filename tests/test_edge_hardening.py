@@ -10,9 +10,9 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from mnemo.cli import main
-from mnemo.oas31 import URIParser
+from mnemo.workarounds.openapi31 import URIParser
 
+from .command_line import run_mnemo
 from .conftest import DB_ID, error_json, stored_memory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,7 +160,7 @@ def test_a_stored_user_id_ending_in_a_newline_is_erased_by_mnemo_erase_user(
     config.write_text(f'[[databases]]\nid = "{DB_ID}"\nurl = "{database_url}"\n'
                       f'tables = ["{table_name}"]\n')
     monkeypatch.delenv("MNEMO_CONFIG", raising=False)
-    assert main(["erase-user", "--config", str(config), "nl-user\n"]) == 0
+    assert run_mnemo(["erase-user", "--config", str(config), "nl-user\n"]) == 0
     assert '"deleted": 2' in capsys.readouterr().out
     assert [m["memory_id"] for m in client.get("/memories").json()["data"]] == ["other"]
     assert repository.history("nl1") == []
@@ -174,9 +174,9 @@ def test_mnemo_erase_user_names_a_table_and_refuses_an_unknown_one(
     config.write_text(f'[[databases]]\nid = "{DB_ID}"\nurl = "{database_url}"\n'
                       f'tables = ["{table_name}"]\n')
     monkeypatch.delenv("MNEMO_CONFIG", raising=False)
-    assert main(["erase-user", "--config", str(config), "--db-id", DB_ID, "--table", "nope", "u1"]) == 2
+    assert run_mnemo(["erase-user", "--config", str(config), "--db-id", DB_ID, "--table", "nope", "u1"]) == 2
     assert "nope" in capsys.readouterr().err
-    assert main(["erase-user", "--config", str(config), "--db-id", DB_ID, "--table", table_name,
+    assert run_mnemo(["erase-user", "--config", str(config), "--db-id", DB_ID, "--table", table_name,
                  "u1"]) == 0
     assert repository.get("m1") is None
 

@@ -6,14 +6,13 @@ import copy
 import importlib
 import inspect
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
-from mnemo import app as mnemo_app
-from mnemo.app import create_app, load_document
+from mnemo.app import create_app
 from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
+from mnemo.contract import Contract
 from mnemo.spec import STUB_MARK
 
 from .conftest import make_settings
@@ -36,7 +35,7 @@ def package(tmp_path, monkeypatch):
 def extended(tmp_path, package):
     """Mnemo's document plus operations whose handlers do not exist yet: a module that does not
     exist (reminders) and a function missing from one that does (notes)."""
-    document = copy.deepcopy(load_document())
+    document = copy.deepcopy(Contract.load().document)
     reminders, notes = f"{package}.reminders", f"{package}.notes"
     document["paths"]["/reminders"] = {
         "get": {"operationId": "list_reminders", "x-openapi-router-controller": reminders,
@@ -109,15 +108,15 @@ def test_spec_scaffold_writes_stubs_that_answer_501_and_that_spec_check_reports(
 def test_a_scaffolded_stub_answers_501_not_implemented_over_http(extended, catalog, table_name,
                                                                 monkeypatch):
     assert main(["spec", "scaffold", "--spec", extended]) == 0
-    monkeypatch.setattr(mnemo_app, "DOCUMENT_LOCATIONS", (Path(extended),))
-    with create_app(make_settings(table_name), catalog=catalog).test_client() as client:
+    app = create_app(make_settings(table_name), catalog=catalog, contract=Contract.load(extended))
+    with app.test_client() as client:
         response = client.get("/reminders", params={"limit": 5})
     assert response.status_code == 501
     assert response.json()["error_code"] == "NOT_IMPLEMENTED"
 
 
 def test_spec_check_lists_a_public_handler_that_no_operation_names(tmp_path, capsys):
-    document = copy.deepcopy(load_document())
+    document = copy.deepcopy(Contract.load().document)
     del document["paths"]["/health"]
     path = tmp_path / "openapi.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -127,7 +126,7 @@ def test_spec_check_lists_a_public_handler_that_no_operation_names(tmp_path, cap
 
 
 def test_spec_check_lists_a_link_to_an_operation_that_does_not_exist(tmp_path, capsys):
-    document = copy.deepcopy(load_document())
+    document = copy.deepcopy(Contract.load().document)
     links = document["paths"]["/memories"]["post"]["responses"]["200"]["links"]
     links["GetMemory"]["operationId"] = "fetch_memory"
     path = tmp_path / "openapi.yaml"
@@ -147,7 +146,7 @@ def test_spec_check_exits_1_on_an_invalid_document_and_2_on_one_it_cannot_read(t
 
 
 def test_spec_scaffold_exits_1_when_a_stub_has_nowhere_to_go(tmp_path, capsys):
-    document = copy.deepcopy(load_document())
+    document = copy.deepcopy(Contract.load().document)
     document["paths"]["/x"] = {"get": {"operationId": "x", "responses": ANSWER,
                                        "x-openapi-router-controller": "no_such_package.x"}}
     path = tmp_path / "openapi.yaml"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from connexion.apps.flask import FlaskOperation
 from connexion.decorators import FlaskDecorator
 
-from mnemo import dispatch
 from mnemo.app import create_app
+from mnemo.workarounds import dispatch
 
 from .conftest import make_settings
 

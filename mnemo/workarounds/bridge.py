@@ -31,13 +31,7 @@ import connexion
 from a2wsgi.wsgi import WSGIMiddleware, build_environ
 from starlette.types import Receive, Scope, Send
 
-from storage.database import CONNECTIONS_PER_PROCESS
-
 log = logging.getLogger(__name__)
-
-# One thread per pooled database connection: a handler holds at most one at a time, so no
-# thread waits for a connection and no connection sits idle while requests wait for a thread.
-HANDLER_THREADS = CONNECTIONS_PER_PROCESS
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -46,7 +40,7 @@ class BufferedWSGI:
     """An ASGI app that runs a WSGI app on a thread pool, the request body read whole before
     the hand-over and the answer gathered whole in the thread."""
 
-    def __init__(self, app: WSGIApp, threads: int = HANDLER_THREADS):
+    def __init__(self, app: WSGIApp, threads: int):
         # ``app`` by this name: Connexion's add_wsgi_middleware wraps it in place.
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="handler")
@@ -98,14 +92,26 @@ class BufferedWSGI:
                 b"".join(written))
 
 
-def install(app: connexion.FlaskApp) -> None:
-    """Put BufferedWSGI in place of a2wsgi between ``app``'s middleware and its Flask app."""
+def problem(app: connexion.FlaskApp) -> str | None:
+    """What of Connexion's FlaskApp this module relies on ``app`` no longer has; None while it
+    has it all."""
     inner = getattr(app, "_middleware_app", None)
     adapter = getattr(inner, "asgi_app", None)
     if isinstance(adapter, BufferedWSGI):
-        return
+        return None
     if not isinstance(adapter, WSGIMiddleware) or getattr(inner, "app", None) is None:
-        log.warning("Connexion's FlaskApp is not as mnemo.bridge expects: "
-                    "Flask is left behind a2wsgi")
+        return "Connexion's FlaskApp no longer runs Flask through a2wsgi at _middleware_app.asgi_app"
+    return None
+
+
+def install(app: connexion.FlaskApp, threads: int) -> None:
+    """Put BufferedWSGI, with ``threads`` handler threads, in place of a2wsgi between ``app``'s
+    middleware and its Flask app."""
+    inner = getattr(app, "_middleware_app", None)
+    if isinstance(getattr(inner, "asgi_app", None), BufferedWSGI):
         return
-    inner.asgi_app = BufferedWSGI(adapter.app)
+    trouble = problem(app)
+    if trouble:
+        log.warning("workaround bridge not installed, Flask is left behind a2wsgi: %s", trouble)
+        return
+    inner.asgi_app = BufferedWSGI(inner.asgi_app.app, threads)

@@ -66,16 +66,28 @@ def _decorated_once(self: FlaskOperation) -> Callable:
     return function
 
 
+def problem() -> str | None:
+    """What of Connexion this module relies on is no longer there; None while it all is."""
+    if FlaskOperation.__dict__.get("fn") is _FN:
+        return None
+    missing = [name for name, ok in (
+        ("FlaskOperation.fn as a property", isinstance(FlaskOperation.__dict__.get("fn"), property)),
+        ("FlaskDecorator.decorate", callable(getattr(FlaskDecorator, "decorate", None))),
+        ("FlaskDecorator.uri_parser as a property", isinstance(getattr(FlaskDecorator, "uri_parser", None),
+                                                                property)),
+        ("FlaskDecorator.framework.get_request", hasattr(FlaskDecorator, "framework")),
+    ) if not ok]
+    return ("Connexion no longer has " + ", ".join(missing)) if missing else None
+
+
 def install() -> None:
     """Make every FlaskOperation decorate its handler once. Idempotent."""
-    expected = (isinstance(FlaskOperation.__dict__.get("fn"), property)
-                and callable(getattr(FlaskDecorator, "decorate", None))
-                and isinstance(getattr(FlaskDecorator, "uri_parser", None), property))
     if FlaskOperation.__dict__.get("fn") is _FN:
         return
-    if not expected:
-        log.warning("Connexion's FlaskOperation is not as mnemo.dispatch expects: "
-                     "handlers are decorated on every request")
+    trouble = problem()
+    if trouble:
+        log.warning("workaround dispatch not installed, handlers are decorated on every request: %s",
+                    trouble)
         return
     FlaskOperation.fn = _FN  # type: ignore[method-assign]
 

@@ -49,9 +49,9 @@ from connexion.validators import (
     TextResponseBodyValidator,
 )
 from jsonschema import Draft202012Validator
-from openapi_spec_validator import OpenAPIV31SpecValidator
-from openapi_spec_validator.schemas import openapi_v31_schema_validator
 from starlette.datastructures import Headers
+
+from ..contract import ContractError, is_openapi_31, validate_document
 
 log = logging.getLogger(__name__)
 
@@ -69,32 +69,6 @@ class RequestValidationProblem(BadRequestProblem):
 
 class MalformedBodyProblem(BadRequestProblem):
     """A body that cannot be parsed at all: 400 Bad Request."""
-
-
-# -- the document ---------------------------------------------------------------------------
-
-
-def is_openapi_31(document: dict) -> bool:
-    return str(document.get("openapi", "")).startswith("3.1.")
-
-
-def validate_document(document: dict) -> None:
-    """Raise InvalidSpecification listing what openapi-spec-validator finds wrong.
-
-    The document is first checked against the OpenAPI 3.1 schema alone, because the
-    validator's deeper checks assume a document of the right shape and can trip over one that
-    is not.
-    """
-    errors = list(openapi_v31_schema_validator.iter_errors(document))
-    if not errors:
-        try:
-            errors = list(OpenAPIV31SpecValidator(document).iter_errors())
-        except Exception as error:
-            raise InvalidSpecification(f"the OpenAPI 3.1 document is not valid: {error!r}") from None
-    if errors:
-        lines = [f"- {'/'.join(map(str, e.absolute_path)) or '(root)'}: "
-                 f"{e.message.splitlines()[0]}" for e in errors[:20]]
-        raise InvalidSpecification("the OpenAPI 3.1 document is not valid:\n" + "\n".join(lines))
 
 
 class OpenAPI31Operation(OpenAPIOperation):
@@ -126,7 +100,10 @@ class OpenAPI31Specification(connexion_spec.OpenAPISpecification):
 
     @classmethod
     def _validate_spec(cls, spec: dict) -> None:
-        validate_document(spec)
+        try:
+            validate_document(spec)
+        except ContractError as error:
+            raise InvalidSpecification(str(error)) from None
 
 
 _connexion_from_dict = connexion_spec.Specification.from_dict.__func__  # type: ignore[attr-defined]
@@ -141,6 +118,32 @@ def _from_dict(cls, spec, *, base_uri=""):
 def install() -> None:
     """Route 3.1 documents to OpenAPI31Specification. Idempotent."""
     connexion_spec.Specification.from_dict = classmethod(_from_dict)  # type: ignore[assignment]
+
+
+def problem() -> str | None:
+    """What of Connexion this module relies on is no longer there; None while it all is."""
+    relied_on = {
+        "Specification.from_dict": connexion_spec.Specification.__dict__.get("from_dict"),
+        "OpenAPISpecification._validate_spec": getattr(connexion_spec.OpenAPISpecification,
+                                                       "_validate_spec", None),
+        "OpenAPIOperation.parameters": OpenAPIOperation.__dict__.get("parameters"),
+        "OpenAPIURIParser.resolve_params": getattr(OpenAPIURIParser, "resolve_params", None),
+        "OpenAPIURIParser._resolve_param_duplicates": getattr(OpenAPIURIParser, "_resolve_param_duplicates",
+                                                              None),
+        "OpenAPIURIParser._split": getattr(OpenAPIURIParser, "_split", None),
+        "JSONRequestBodyValidator.wrap_receive": getattr(JSONRequestBodyValidator, "wrap_receive", None),
+        "JSONRequestBodyValidator._parse": getattr(JSONRequestBodyValidator, "_parse", None),
+        "JSONRequestBodyValidator._validate": getattr(JSONRequestBodyValidator, "_validate", None),
+        "JSONResponseBodyValidator._validate": getattr(JSONResponseBodyValidator, "_validate", None),
+        "ParameterValidator.validate_parameter": getattr(ParameterValidator, "validate_parameter", None),
+        "ParameterValidator.validate_request": getattr(ParameterValidator, "validate_request", None),
+    }
+    missing = [name for name, found in relied_on.items() if found is None]
+    if not isinstance(relied_on["Specification.from_dict"], classmethod):
+        missing.append("Specification.from_dict as a classmethod")
+    if not isinstance(relied_on["OpenAPIOperation.parameters"], property):
+        missing.append("OpenAPIOperation.parameters as a property")
+    return ("Connexion no longer has " + ", ".join(dict.fromkeys(missing))) if missing else None
 
 
 # -- schemas --------------------------------------------------------------------------------
@@ -187,7 +190,21 @@ def violation(schema: dict, instance: Any, where: str) -> str | None:
         meant = [e for e in error.context if e.schema.get("type") != "null"]
         error = jsonschema.exceptions.best_match(meant or error.context)
     path = ".".join(str(p) for p in error.absolute_path)
-    return f"{where}.{path}: {error.message}" if path else f"{where}: {error.message}"
+    message = _shortened(error.message, error.instance)
+    return f"{where}.{path}: {message}" if path else f"{where}: {message}"
+
+
+# How much of a value a violation's message quotes: a 5,000-character memory that is one
+# character too long need not come back whole in its error.
+QUOTED_VALUE = 60
+
+
+def _shortened(message: str, instance: Any) -> str:
+    """``message`` with the value it quotes cut short, saying how long it was."""
+    quoted = repr(instance)
+    if not isinstance(instance, str) or len(quoted) <= QUOTED_VALUE or quoted not in message:
+        return message
+    return message.replace(quoted, f"{quoted[:QUOTED_VALUE]}...' ({len(instance)} characters)", 1)
 
 
 # -- parameters -----------------------------------------------------------------------------
