@@ -309,9 +309,9 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
 
 # SQLite's page cache for one bulk write (KiB). The default (2 MiB) is far smaller than the
 # pages a batch of thousands of memories dirties across its indexes: SQLite then spills them
-# to the WAL mid-transaction and reads them back, which made imports twice as slow at 50,000
-# memories and worse the larger the table. A bulk write's connection gets this much for the
-# batch and goes back to the default after it.
+# to the WAL mid-transaction and reads them back, slowing imports more the larger the table
+# (docs/PERFORMANCE.md). A bulk write's connection gets this much for the batch and goes back
+# to the default after it.
 BULK_CACHE_KIB = 256 * 1024
 
 
@@ -321,10 +321,10 @@ def after_bulk_load(engine: sa.Engine, tables: list[str],
 
     Both engines: ANALYZE, so the planner knows the tables' new sizes. PostgreSQL: VACUUM
     too. Until a page of a table is marked all-visible, PostgreSQL cannot answer from an index
-    alone and reads the table's rows: counting a topic's 10,000 index entries at 1,000,000
-    memories read 8,550 table pages (157 ms) on a freshly imported database, until autovacuum
-    came by. VACUUM cannot run inside a transaction, so it gets an autocommit connection;
-    SQLite's ANALYZE writes, so it takes its turn (``writing``) like any writer.
+    alone and reads the table's rows, so a count over a freshly imported table reads thousands
+    of table pages until autovacuum comes by (docs/PERFORMANCE.md). VACUUM cannot run inside a
+    transaction, so it gets an autocommit connection; SQLite's ANALYZE writes, so it takes its
+    turn (``writing``) like any writer.
     """
     quote = engine.dialect.identifier_preparer.quote
     if engine.dialect.name == "postgresql":

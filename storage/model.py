@@ -14,7 +14,7 @@ import orjson
 
 # Not frozen, though never changed once made (dataclasses.replace makes a new one): a frozen
 # dataclass sets each field through object.__setattr__, which made building a page's
-# memories cost three times as much.
+# memories cost several times as much (docs/PERFORMANCE.md).
 @dataclass(slots=True)
 class Memory:
     memory_id: str

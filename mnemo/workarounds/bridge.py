@@ -7,14 +7,13 @@ the other thread and a wait for it. Under load every hand-over is a wake-up of a
 thread. Mnemo's requests and answers are small and bounded (``edge.LimitBodySize`` refuses a
 large body before it gets here; every answer is one JSON document or the metrics text), so
 the body is read before the hop and the answer gathered in the thread: one hop there, one
-back. callgrind: /health went from 2.14M to 1.49M instructions, a get by id from 3.17M to
-2.50M; under load, /health answers up to 1.4 times what the bare framework with a2wsgi does
-(docs/PERFORMANCE.md).
+back (what it saves: docs/PERFORMANCE.md).
 
 What it changes, and nothing else: the adapter between the ASGI stack and Flask's WSGI app.
 Handlers still run on a pool of threads, never on the event loop, so a slow database call
-holds one thread, not the process. If Connexion's FlaskApp no longer has the shape this
-relies on, ``install`` leaves it alone and says so.
+holds one thread, not the process. Written for Connexion 3.3 with a2wsgi 1.10; delete it when
+Connexion's FlaskApp hands requests over whole, or Mnemo leaves Flask. If Connexion's FlaskApp
+no longer has the shape this relies on, ``install`` leaves it alone and says so.
 """
 
 from __future__ import annotations

@@ -5,13 +5,14 @@ anew on every request. ``FlaskOperation.fn`` makes a new ``FlaskDecorator`` each
 wrapper then decorates the handler again (reading its signature with ``inspect``) and builds
 a new URI parser for the operation. Nothing of that depends on the request: the decorators
 read the request and the current operation when they run, not when they are made, and an
-operation's URI parser holds only the operation's parameter definitions. Doing it once per
-operation took 7% off what /health and a page of twenty memories cost (callgrind).
+operation's URI parser holds only the operation's parameter definitions, so once per
+operation is enough (what it saves: docs/PERFORMANCE.md).
 
 What it changes, and nothing else: each FlaskOperation decorates its handler once, and keeps
-one URI parser per operation it serves. Delete it when Connexion does this itself; if
-Connexion's classes no longer have the shape this relies on, ``install`` leaves them alone
-and says so.
+one URI parser per operation it serves. Written for Connexion 3.3; delete it when Connexion
+decorates once itself (``only_routed``: when Connexion stops handing unrouted requests to
+Flask). If Connexion's classes no longer have the shape this relies on, ``install`` leaves
+them alone and says so.
 
 ``only_routed`` is the other half of dispatch: Connexion hands a request its routing matched
 no operation for on to Flask (so that an app may have routes of its own; Mnemo has none), and

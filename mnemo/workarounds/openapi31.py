@@ -18,7 +18,8 @@ What it changes, and nothing else:
 * a JSON body is parsed once, refused past a small nesting depth, and handed to the handler as
   parsed (Flask would parse it again, with a parser a deep body drives into RecursionError).
 
-Delete it when Connexion supports OpenAPI 3.1 itself.
+Written for Connexion 3.3. Delete it when Connexion supports OpenAPI 3.1 itself, and the
+body and integer checks with it once Connexion parses bodies once and reads integers strictly.
 """
 
 from __future__ import annotations
