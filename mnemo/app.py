@@ -26,6 +26,9 @@ from .edge import (
     RequestId,
 )
 from .extensions import CATALOG, METRICS, MODEL
+from .mcp.access import Credentials
+from .mcp.http import McpEndpoint, McpService
+from .mcp.tools import Toolbox
 from .ratelimit import RateLimitPerCaller
 from .shapes import to_json
 
@@ -62,7 +65,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        yield
+        async with assistant_tools.running():
+            yield
         catalog.dispose()
 
     app = workarounds.flask_app(
@@ -77,6 +81,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
     app.add_api(contract.document, validate_responses=settings.validate_responses)
+    # MCP at /mcp: the tools run the handlers inside this Flask app.
+    assistant_tools = McpService(Toolbox(contract, app.app), Credentials(settings))
     app.app.extensions[CATALOG] = catalog
     app.app.extensions[METRICS] = metrics.Exposition(catalog)
     metrics.watch_pools(catalog)
@@ -96,6 +102,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
         app.add_middleware(RateLimitPerCaller, position=edge, limit=settings.rate_limit, caller_of=callers)
     app.add_middleware(LimitBodySize, position=edge, max_bytes=settings.max_body_bytes)
     app.add_middleware(CommaSeparatedArrays, position=edge, names=contract.array_query_parameters)
+    app.add_middleware(McpEndpoint, position=edge, service=assistant_tools)
     return app
 
 
