@@ -278,8 +278,9 @@ class Settings:
         if not self.databases:
             raise ConfigError("at least one database must be configured")
         ids = [database.db_id for database in self.databases]
-        if len(set(ids)) != len(ids):
-            raise ConfigError("two databases share one id")
+        shared = next((db_id for db_id in ids if ids.count(db_id) > 1), None)
+        if shared is not None:
+            raise ConfigError(f"two databases share the id {shared!r}")
         if self.max_body_bytes < 1:
             raise ConfigError("MNEMO_MAX_BODY_BYTES must be at least 1")
         if self.max_token_bytes < 1:

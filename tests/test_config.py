@@ -52,7 +52,7 @@ def test_without_a_config_file_the_environment_names_one_database():
     ("[[databases]]\nid = 'a'\nurl = 'sqlite://'\ntables = ['bad name']\n", "table name"),
     ("[[databases]]\nid = 'a'\nurl = 'sqlite://'\ntables = []\n", "at least one table"),
     ("[[databases]]\nid = 'a'\nurl = 'sqlite://'\n[[databases]]\nid = 'a'\nurl = 'sqlite://'\n",
-     "share one id"),
+     "two databases share the id 'a'"),
 ])
 def test_a_broken_config_file_is_refused_saying_what_is_wrong(tmp_path, text, complaint):
     with pytest.raises(ConfigError, match=complaint.replace("[", r"\[").replace("]", r"\]")):
