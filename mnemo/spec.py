@@ -3,7 +3,8 @@ public handler serves an operation.
 
 ``check`` reports where they disagree. ``scaffold`` writes a handler stub for each operation
 that has none; a stub answers 501 ``NOT_IMPLEMENTED`` and ``check`` keeps reporting it, so a
-scaffolded operation can never pass as done.
+scaffolded operation can never pass as done. Both take the operations from mnemo.contract, and
+import handlers from wherever ``sys.path`` finds them first.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import inspect
 import keyword
 import pkgutil
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-CONTROLLER = "x-openapi-router-controller"
-METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
+from .contract import Contract, Operation
+
 # Set on a scaffolded handler; its value is the operation it stands in for.
 STUB_MARK = "__mnemo_not_implemented__"
 
@@ -42,24 +42,6 @@ def not_implemented(operation: str):
 
 
 @dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    operation_id: str
-    module: str  # where Connexion looks for the handler
-    function: str
-    definition: dict
-
-    @property
-    def name(self) -> str:
-        return f"{self.method.upper()} {self.path}"
-
-    @property
-    def handler(self) -> str:
-        return f"{self.module}.{self.function}"
-
-
-@dataclass(frozen=True)
 class Finding:
     """One operation or handler and whether code and contract agree on it."""
 
@@ -72,30 +54,12 @@ OK, MISSING, NOT_IMPLEMENTED, UNDECLARED = "ok", "missing", "not implemented", "
 KINDS = (OK, MISSING, NOT_IMPLEMENTED, UNDECLARED)
 
 
-def operations(document: dict) -> Iterator[Operation]:
-    """Each operation with the module and function Connexion routes it to: the operationId in
-    the module ``x-openapi-router-controller`` names (on the operation or its path), or a
-    dotted operationId by itself."""
-    for path, item in document.get("paths", {}).items():
-        for method in METHODS:
-            operation = item.get(method)
-            if operation is None:
-                continue
-            operation_id = operation.get("operationId", "")
-            controller = operation.get(CONTROLLER) or item.get(CONTROLLER)
-            if controller:
-                module, function = controller, operation_id
-            else:
-                module, _, function = operation_id.rpartition(".")
-            yield Operation(method, path, operation_id, module, function, operation)
-
-
-def check(document: dict) -> list[Finding]:
+def check(contract: Contract) -> list[Finding]:
     """Every operation's handler, every link to an operation that does not exist, then every
     public handler no operation names."""
     findings = []
     routed = set()
-    for operation in operations(document):
+    for operation in contract.operations:
         routed.add(operation.handler)
         subject = f"{operation.name} -> {operation.handler or '(no operationId)'}"
         problem = _missing(operation)
@@ -105,15 +69,15 @@ def check(document: dict) -> list[Finding]:
             findings.append(Finding(NOT_IMPLEMENTED, subject, "a scaffolded stub that answers 501"))
         else:
             findings.append(Finding(OK, subject))
-    declared = {operation.operation_id for operation in operations(document)}
-    for operation in operations(document):
+    declared = {operation.operation_id for operation in contract.operations}
+    for operation in contract.operations:
         for status, response in operation.definition.get("responses", {}).items():
-            for name, link in _resolve(document, response).get("links", {}).items():
-                target = _resolve(document, link).get("operationId")
+            for name, link in contract.resolve(response).get("links", {}).items():
+                target = contract.resolve(link).get("operationId")
                 if target is not None and target not in declared:
                     findings.append(Finding(MISSING, f"{operation.name} {status} link {name}",
                                             f"operationId {target} names no operation"))
-    for handler in _public_handlers({operation.module for operation in operations(document)}):
+    for handler in _public_handlers({operation.module for operation in contract.operations}):
         if handler not in routed:
             findings.append(Finding(UNDECLARED, handler, "a public handler that no operation names"))
     return findings
@@ -162,14 +126,14 @@ class ScaffoldError(Exception):
     """A stub that cannot be written where Connexion would look for it."""
 
 
-def scaffold(document: dict) -> list[tuple[Path, list[Operation]]]:
+def scaffold(contract: Contract) -> list[tuple[Path, list[Operation]]]:
     """Write a stub for each operation without a handler; the files written and what for.
 
     A module that does not exist is created; one that exists gets the missing functions
     appended. Nothing is written unless every stub has a place to go.
     """
     wanted: dict[str, list[Operation]] = {}
-    for operation in operations(document):
+    for operation in contract.operations:
         problem = _missing(operation)
         if problem is None:
             continue
@@ -185,7 +149,7 @@ def scaffold(document: dict) -> list[tuple[Path, list[Operation]]]:
         text = path.read_text(encoding="utf-8") if exists else _module_header(stubs[0].module)
         if exists and IMPORT not in text:
             text = f"{text.rstrip()}\n\n\n# Written by `mnemo spec scaffold`.\n{IMPORT}  # noqa: E402\n"
-        text = text.rstrip("\n") + "\n" + "".join(_stub(operation, document) for operation in stubs)
+        text = text.rstrip("\n") + "\n" + "".join(_stub(operation, contract) for operation in stubs)
         path.write_text(text, encoding="utf-8")
     importlib.invalidate_caches()
     for module in wanted:
@@ -226,43 +190,29 @@ def _module_header(module: str) -> str:
             f'"""\n\nfrom __future__ import annotations\n\n{IMPORT}\n')
 
 
-def _stub(operation: Operation, document: dict) -> str:
+def _stub(operation: Operation, contract: Contract) -> str:
     summary = (operation.definition.get("summary") or operation.operation_id).strip()
     summary = summary.replace("\\", "\\\\").replace('"', '\\"')
     return (f'\n\n@not_implemented("{operation.name}")\n'
-            f"def {operation.function}({', '.join(_parameters(operation, document))}):\n"
+            f"def {operation.function}({', '.join(_parameters(operation, contract))}):\n"
             f'    """{summary}"""\n')
 
 
-def _parameters(operation: Operation, document: dict) -> list[str]:
+def _parameters(operation: Operation, contract: Contract) -> list[str]:
     """The parameters Connexion passes, as they would appear in the handler's signature."""
-    declared = {}
-    item = document["paths"][operation.path]
-    for parameter in [*item.get("parameters", []), *operation.definition.get("parameters", [])]:
-        parameter = _resolve(document, parameter)
-        declared[parameter["name"], parameter["in"]] = parameter
     required, optional, others = [], [], False
-    for (name, where), parameter in declared.items():
-        if where not in ("path", "query"):
+    for parameter in operation.parameters:
+        if parameter.location not in ("path", "query"):
             continue
-        if not name.isidentifier() or keyword.iskeyword(name):
+        if not parameter.name.isidentifier() or keyword.iskeyword(parameter.name):
             others = True
-        elif parameter.get("required") or where == "path":
-            required.append(name)
+        elif parameter.required:
+            required.append(parameter.name)
         else:
-            optional.append(f"{name}={parameter.get('schema', {}).get('default')!r}")
+            optional.append(f"{parameter.name}={parameter.schema.get('default')!r}")
     body = operation.definition.get("requestBody")
-    if body is not None and _resolve(document, body).get("required"):
+    if body is not None and contract.resolve(body).get("required"):
         required.append("body")
     elif body is not None:
         optional.append("body=None")
     return required + optional + (["**parameters"] if others else [])
-
-
-def _resolve(document: dict, node: dict) -> dict:
-    while "$ref" in node:
-        target = document
-        for part in node["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        node = target
-    return node

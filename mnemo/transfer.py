@@ -8,19 +8,19 @@ A JSON line is one memory::
 
 Everything is streamed a batch at a time, so a table of any size needs the memory of one batch.
 Each imported batch is one transaction, checked in full before it is written: a bad record
-stops the import with nothing of its batch stored.
+stops the import with nothing of its batch stored. Each function yields how far it has got after
+every batch; what to show of it is the caller's business.
 """
 
 from __future__ import annotations
 
 import codecs
 import re
-import sys
-import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
 import orjson
 
@@ -42,75 +42,44 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
-
 class BadInput(ValueError):
     """A record Mnemo will not store; the message says which one and why."""
 
 
+@dataclass(frozen=True)
+class Moved:
+    """How far a transfer has got: the memories written or stored so far and, for an import of
+    lines, the bytes of input read so far."""
 
-class Progress:
-    """Counts memories moved and, on a terminal, redraws one status line on stderr."""
-
-    INTERVAL_S = 0.2
-
-    def __init__(self, verb: str, total_bytes: int | None = None, stream: TextIO | None = None):
-        self.verb = verb
-        self.total_bytes = total_bytes
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self.count = 0
-        self.started = time.perf_counter()
-        self._drawn = 0.0
-        self._width = 0
-
-    def add(self, count: int, done_bytes: int | None = None) -> None:
-        self.count += count
-        now = time.perf_counter()
-        if not self.live or now - self._drawn < self.INTERVAL_S:
-            return
-        self._drawn = now
-        line = f"{self.verb} {self.count} memories"
-        if self.total_bytes and done_bytes is not None:
-            line += f" ({100 * done_bytes // self.total_bytes}%)"
-        self._draw(line)
-
-    def summary(self) -> str:
-        """Erase the status line; the line that says how much was moved, how fast."""
-        if self._width:
-            self._draw("")
-        seconds = time.perf_counter() - self.started
-        return (f"{self.verb} {self.count} memories in {seconds:.1f} s "
-                f"({self.count / max(seconds, 1e-6):.0f}/s)")
-
-    def _draw(self, line: str) -> None:
-        self.stream.write("\r" + line.ljust(self._width) + ("\r" if not line else ""))
-        self.stream.flush()
-        self._width = len(line)
+    memories: int = 0
+    bytes_read: int = 0
 
 
 # -- export ------------------------------------------------------------------------------------
 
 
-def export_memories(repository: MemoryRepository, out: BinaryIO, progress: Progress) -> None:
+def export_memories(repository: MemoryRepository, out: BinaryIO) -> Iterator[Moved]:
     """Write every memory of the table to ``out``, one JSON line each, in memory_id order."""
-    after = None
-    while True:
+    after, written, full = None, 0, True
+    while full:
         memories = repository.scan(after, BATCH_SIZE)
         out.write(b"".join(to_json(memory_json(m)) + b"\n" for m in memories))
-        progress.add(len(memories))
-        if len(memories) < BATCH_SIZE:
-            out.flush()
-            return
-        after = memories[-1].memory_id
+        written += len(memories)
+        full = len(memories) == BATCH_SIZE
+        if memories:
+            after = memories[-1].memory_id
+        yield Moved(written)
+    out.flush()
 
 
 # -- import ------------------------------------------------------------------------------------
 
 
-def import_lines(repository: MemoryRepository, lines: Iterable[bytes], progress: Progress) -> None:
+def import_lines(repository: MemoryRepository, lines: Iterable[bytes]) -> Iterator[Moved]:
     """Store the memories of JSON lines, a batch per transaction, each batch checked first."""
     batch: list[Memory] = []
     lines_of: dict[str, int] = {}  # memory_id -> line, of the current batch
+    stored = 0
     done_bytes = 0
     for number, raw in enumerate(lines, start=1):
         done_bytes += len(raw)
@@ -125,14 +94,16 @@ def import_lines(repository: MemoryRepository, lines: Iterable[bytes], progress:
                 raise BadInput(f"memory_id {memory.memory_id!r} is also on line {lines_of[memory.memory_id]}")
         except BadInput as problem:
             first = min(lines_of.values(), default=number)
-            raise BadInput(f"line {number}: {problem}; {_so_far(progress.count, first)}") from None
+            raise BadInput(f"line {number}: {problem}; {_so_far(stored, first)}") from None
         batch.append(memory)
         lines_of[memory.memory_id] = number
         if len(batch) == BATCH_SIZE:
-            _write(repository, batch, lines_of, progress, done_bytes)
+            stored += _write(repository, batch, lines_of, stored)
+            yield Moved(stored, done_bytes)
             batch, lines_of = [], {}
     if batch:
-        _write(repository, batch, lines_of, progress, done_bytes)
+        stored += _write(repository, batch, lines_of, stored)
+    yield Moved(stored, done_bytes)
 
 
 def parse_line(raw: bytes) -> Memory:
@@ -209,7 +180,8 @@ def _rfc3339(record: dict, key: str) -> datetime | None:
 
 
 def _write(repository: MemoryRepository, batch: list[Memory], lines_of: dict[str, int],
-           progress: Progress, done_bytes: int) -> None:
+           stored: int) -> int:
+    """Store one batch; how many memories it held."""
     try:
         repository.insert_new(batch)
     except MemoryExists as error:
@@ -217,27 +189,32 @@ def _write(repository: MemoryRepository, batch: list[Memory], lines_of: dict[str
         memory_id = next(m for m, n in lines_of.items() if n == line)
         raise BadInput(
             f"line {line}: a memory with memory_id {memory_id!r} already exists; "
-            f"{_so_far(progress.count, min(lines_of.values()))}"
+            f"{_so_far(stored, min(lines_of.values()))}"
         ) from None
-    progress.add(len(batch), done_bytes)
+    return len(batch)
 
 
 def _so_far(imported: int, first_line: int) -> str:
     if not imported:
         return "nothing was imported"
-    return f"{imported} memories were imported before line {first_line}, none from there on"
+    return f"{_were(imported)} imported before line {first_line}, none from there on"
+
+
+def _were(count: int) -> str:
+    return "1 memory was" if count == 1 else f"{count} memories were"
 
 
 # -- import from Agno --------------------------------------------------------------------------
 
 
-def import_agno(repository: MemoryRepository, url: str, table: str, schema: str | None,
-                progress: Progress) -> None:
+def import_agno(repository: MemoryRepository, url: str, table: str,
+                schema: str | None) -> Iterator[Moved]:
     """Copy the memories of an Agno database's memory table; the Agno database is only read."""
     try:
         source = AgnoMemorySource(url, table, schema)
     except NotAnAgnoMemoryTable as error:
         raise BadInput(str(error)) from None
+    stored = 0
     try:
         for rows in source.pages(BATCH_SIZE):
             batch = []
@@ -246,13 +223,14 @@ def import_agno(repository: MemoryRepository, url: str, table: str, schema: str 
                     batch.append(agno_memory(row))
                 except BadInput as problem:
                     raise BadInput(f"memory {row.memory_id!r} of {source.name}: {problem}; "
-                                   f"{_so_far_agno(progress.count)}") from None
+                                   f"{_so_far_agno(stored)}") from None
             try:
                 repository.insert_new(batch)
             except MemoryExists as error:
                 raise BadInput(f"a memory with memory_id {error.memory_ids[0]!r} already exists; "
-                               f"{_so_far_agno(progress.count)}") from None
-            progress.add(len(batch))
+                               f"{_so_far_agno(stored)}") from None
+            stored += len(batch)
+            yield Moved(stored)
     finally:
         source.close()
 
@@ -285,4 +263,4 @@ def _epoch(value, key: str) -> datetime | None:
 def _so_far_agno(imported: int) -> str:
     if not imported:
         return "nothing was imported"
-    return f"{imported} memories were imported before it, in memory_id order"
+    return f"{_were(imported)} imported before it, in memory_id order"

@@ -8,9 +8,9 @@ from __future__ import annotations
 from gunicorn import glogging
 from uvicorn_worker import UvicornWorker
 
-from .cli import HTTP_PROTOCOL
 from .config import log_format
 from .logs import JsonFormatter
+from .server import HTTP_PROTOCOL
 
 
 class MnemoWorker(UvicornWorker):

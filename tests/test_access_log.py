@@ -12,10 +12,11 @@ import pytest
 
 from mnemo import logs
 from mnemo.app import create_app
-from mnemo.cli import EXIT_USAGE, main
+from mnemo.cli import EXIT_USAGE
 from mnemo.config import ConfigError, Settings
 from storage import Catalog, Database
 
+from .command_line import run_mnemo
 from .conftest import DB_ID, make_settings, mnemo_command, server_env, start_server, stop_server
 
 FIELDS = {"time", "level", "logger", "message", "method", "path", "operation", "status",
@@ -109,7 +110,7 @@ def test_the_log_format_is_text_or_json_and_nothing_else(monkeypatch, capsys):
     with pytest.raises(ConfigError, match="MNEMO_LOG_FORMAT"):
         Settings.from_env({"MNEMO_LOG_FORMAT": "xml"})
     monkeypatch.setenv("MNEMO_LOG_FORMAT", "xml")
-    assert main(["migrate", "--check"]) == EXIT_USAGE
+    assert run_mnemo(["migrate", "--check"]) == EXIT_USAGE
     assert "MNEMO_LOG_FORMAT" in capsys.readouterr().err
 
 

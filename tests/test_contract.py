@@ -57,7 +57,7 @@ def test_connexion_alone_refuses_the_3_1_document_which_is_why_openapi31_exists(
 
 def test_every_operation_id_resolves_to_a_handler_and_every_handler_is_in_the_document(document):
     # The same check as `mnemo spec check`: no missing handler, no stub, no undeclared handler.
-    findings = spec.check(document)
+    findings = spec.check(Contract(document))
     assert [f for f in findings if f.kind != spec.OK] == []
     assert len(findings) == sum(1 for _ in operations(document))
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
+import click
 import pytest
 
 from mnemo import config
-from mnemo.cli import build_parser
+from mnemo.cli import main
+
+from .command_line import run_mnemo
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
@@ -53,10 +55,9 @@ def test_every_config_file_key_is_documented_and_no_other():
     assert rows["tables"] == f'`["{config.DEFAULT_TABLE}"]`'
 
 
-def options(verb: str) -> dict[str, argparse.Action]:
-    verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return {action.option_strings[-1]: action for action in verbs.choices[verb]._actions
-            if action.option_strings and action.dest != "help"}
+def options(verb: str) -> dict[str, click.Option]:
+    return {option.opts[-1]: option for option in main.commands[verb].params
+            if isinstance(option, click.Option)}
 
 
 @pytest.mark.parametrize(("verb", "heading"), [("serve", "`mnemo serve`"), ("migrate", "`mnemo migrate`")])
@@ -69,6 +70,12 @@ def test_every_option_of_serve_and_migrate_is_documented_with_its_default(verb, 
             assert rows[name].startswith("off"), name
         elif type(action.default) in (str, int) and name != "--workers":
             assert rows[name] == f"`{action.default}`", name
+
+
+def test_serve_help_lists_every_environment_variable_of_the_reference(capsys):
+    assert run_mnemo(["serve", "--help"]) == 0
+    environment = capsys.readouterr().out.split("Environment:", 1)[1]
+    assert set(ENV_NAME.findall(environment)) == set(table("Environment variables"))
 
 
 def test_the_connections_per_worker_in_the_scaling_advice_are_the_codes():

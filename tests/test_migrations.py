@@ -18,12 +18,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
-from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
+from mnemo.cli import EXIT_FAILURE, EXIT_USAGE
 from storage import Database, MemoryQuery, SchemaBehind, migration
 from storage.database import create_engine
 from storage.schema import UtcDateTime
 
-from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables
+from .command_line import run_mnemo
+from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,7 +170,7 @@ def test_serve_refuses_a_database_behind_head_and_says_to_run_mnemo_migrate(
         later_revision, engine, family, config_file, capsys):
     with migration.locked(engine) as connection:
         command.upgrade(migration.alembic_config(connection, family), SHIPPED_HEAD)
-    assert main(["serve", "--config", config_file]) == EXIT_FAILURE
+    assert run_mnemo(["serve", "--port", str(free_port()), "--config", config_file]) == EXIT_FAILURE
     err = capsys.readouterr().err
     assert f"table {family!r} at revision {SHIPPED_HEAD}, behind head 9999" in err
     assert "run `mnemo migrate`" in err
@@ -195,7 +196,8 @@ def test_serve_with_migrate_upgrades_the_database_before_serving(
         command.upgrade(migration.alembic_config(connection, family), SHIPPED_HEAD)
     served = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: served.append(kwargs))
-    assert main(["serve", "--config", config_file, "--workers", "1", "--migrate"]) == 0
+    assert run_mnemo(["serve", "--port", str(free_port()), "--config", config_file, "--workers", "1",
+                      "--migrate"]) == 0
     assert served and revision_of(engine, family) == "9999"
 
 
@@ -206,11 +208,11 @@ def test_migrate_upgrades_a_database_behind_head_and_keeps_its_memories(
     database = Database.connect(DB_ID, str(engine.url), [family])
     database.repositories[family].create(memory="kept", user_id="u", topics=["t"])
     database.dispose()
-    assert main(["migrate", "--config", config_file, "--check"]) == EXIT_FAILURE
+    assert run_mnemo(["migrate", "--config", config_file, "--check"]) == EXIT_FAILURE
     assert "behind head 9999" in capsys.readouterr().out
-    assert main(["migrate", "--config", config_file]) == 0
+    assert run_mnemo(["migrate", "--config", config_file]) == 0
     assert f"{DB_ID}/{family}: upgraded from revision {SHIPPED_HEAD} to 9999" in capsys.readouterr().out
-    assert main(["migrate", "--config", config_file, "--check"]) == 0
+    assert run_mnemo(["migrate", "--config", config_file, "--check"]) == 0
     database = Database.connect(DB_ID, str(engine.url), [family])
     assert [m.memory for m in database.repositories[family].scan(None, 10)] == ["kept"]
     database.dispose()
@@ -218,9 +220,9 @@ def test_migrate_upgrades_a_database_behind_head_and_keeps_its_memories(
 
 def test_migrate_creates_a_new_family_and_running_it_again_changes_nothing(engine, family, config_file,
                                                                          capsys):
-    assert main(["migrate", "--config", config_file]) == 0
+    assert run_mnemo(["migrate", "--config", config_file]) == 0
     assert capsys.readouterr().out == f"{DB_ID}/{family}: created at revision {migration.head()}\n"
-    assert main(["migrate", "--config", config_file]) == 0
+    assert run_mnemo(["migrate", "--config", config_file]) == 0
     assert "already at revision" in capsys.readouterr().out
     assert revision_of(engine, family) == migration.head()
 
@@ -230,7 +232,7 @@ def test_serve_creates_a_family_that_does_not_exist_yet_without_being_asked(engi
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
-    assert main(["serve", "--config", config_file, "--workers", "1"]) == 0
+    assert run_mnemo(["serve", "--port", str(free_port()), "--config", config_file, "--workers", "1"]) == 0
     assert revision_of(engine, family) == migration.head()
 
 
@@ -245,10 +247,10 @@ def test_tables_made_before_migrations_are_refused_by_serve_and_recorded_by_migr
         connection.execute(sa.text(
             f"INSERT INTO {family} (memory_id, memory, memory_folded, user_id, created_at, updated_at) "
             "VALUES ('m1', 'old', 'old', 'u', :at, :at)").bindparams(instant))
-    assert main(["serve", "--config", config_file]) == EXIT_FAILURE
+    assert run_mnemo(["serve", "--port", str(free_port()), "--config", config_file]) == EXIT_FAILURE
     err = capsys.readouterr().err
     assert "created before Mnemo versioned its schema" in err and "run `mnemo migrate`" in err
-    assert main(["migrate", "--config", config_file]) == 0
+    assert run_mnemo(["migrate", "--config", config_file]) == 0
     assert "recorded as revision 0001" in capsys.readouterr().out
     assert revision_of(engine, family) == migration.head()
     database = Database.connect(DB_ID, str(engine.url), [family])
@@ -260,9 +262,9 @@ def test_a_family_at_a_revision_this_mnemo_does_not_know_is_refused(engine, fami
     migration.upgrade(engine, family)
     with engine.begin() as connection:
         connection.execute(sa.text(f"UPDATE {migration.version_table(family)} SET version_num = 'abc123'"))
-    assert main(["migrate", "--config", config_file]) == EXIT_FAILURE
+    assert run_mnemo(["migrate", "--config", config_file]) == EXIT_FAILURE
     assert "revision abc123, which this Mnemo does not know" in capsys.readouterr().err
-    assert main(["serve", "--config", config_file]) == EXIT_FAILURE
+    assert run_mnemo(["serve", "--port", str(free_port()), "--config", config_file]) == EXIT_FAILURE
     assert "newer Mnemo" in capsys.readouterr().err
     with engine.begin() as connection:
         connection.execute(sa.text(f"UPDATE {migration.version_table(family)} "
@@ -273,7 +275,7 @@ def test_an_incomplete_family_without_a_revision_is_refused_not_guessed_at(engin
                                                                          capsys):
     with engine.begin() as connection:
         connection.execute(sa.text(f"CREATE TABLE {family}_topics (x INTEGER)"))
-    assert main(["migrate", "--config", config_file]) == EXIT_FAILURE
+    assert run_mnemo(["migrate", "--config", config_file]) == EXIT_FAILURE
     assert f"only {family}_topics exist" in capsys.readouterr().err
     with engine.begin() as connection:
         connection.execute(sa.text(f"DROP TABLE {family}_topics"))
@@ -303,14 +305,14 @@ def test_several_processes_migrating_at_once_create_the_family_once(database_url
 def test_migrate_exits_1_when_a_database_cannot_be_reached(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MNEMO_CONFIG", raising=False)
     monkeypatch.setenv("MNEMO_DATABASE_URL", "sqlite:////nonexistent-directory/memories.db")
-    assert main(["migrate"]) == EXIT_FAILURE
+    assert run_mnemo(["migrate"]) == EXIT_FAILURE
     assert "cannot open database 'mnemo'" in capsys.readouterr().err
 
 
 def test_migrate_exits_2_on_a_bad_configuration(monkeypatch, capsys):
     monkeypatch.delenv("MNEMO_CONFIG", raising=False)
     monkeypatch.setenv("MNEMO_TABLE", "no spaces")
-    assert main(["migrate"]) == EXIT_USAGE
+    assert run_mnemo(["migrate"]) == EXIT_USAGE
     assert "table name" in capsys.readouterr().err
 
 
@@ -471,11 +473,11 @@ def test_a_postgresql_search_table_out_of_step_is_refused_and_put_back_by_migrat
 
         with pytest.raises(SchemaBehind, match="trigger that keeps its search table in step"):
             Database.connect(DB_ID, POSTGRES_URL, [table_name]).prepare()
-        assert main(["migrate", "--config", str(config), "--check"]) == EXIT_FAILURE
+        assert run_mnemo(["migrate", "--config", str(config), "--check"]) == EXIT_FAILURE
         assert "is missing or disabled" in capsys.readouterr().out
-        assert main(["migrate", "--config", str(config)]) == 0
+        assert run_mnemo(["migrate", "--config", str(config)]) == 0
         assert "search trigger put back" in capsys.readouterr().out
-        assert main(["migrate", "--config", str(config), "--check"]) == 0
+        assert run_mnemo(["migrate", "--config", str(config), "--check"]) == 0
 
         database = Database.connect(DB_ID, POSTGRES_URL, [table_name])
         repository = database.repositories[table_name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import io
 import json
@@ -20,10 +21,11 @@ import pytest
 import sqlalchemy as sa
 
 from mnemo import transfer
-from mnemo.cli import EXIT_FAILURE, EXIT_USAGE, main
+from mnemo.cli import EXIT_FAILURE, EXIT_USAGE
 from storage import Memory, MemoryRepository
 from storage.agno_source import read_only_engine
 
+from .command_line import run_mnemo
 from .conftest import DB_ID, NO_POSTGRES, POSTGRES_URL, drop_tables, stored_memory
 
 DATASET = Path(__file__).resolve().parents[2] / "shared/bench/dataset.py"
@@ -57,7 +59,7 @@ def mnemo(catalog, database_url, table_name, fresh_table, tmp_path, monkeypatch,
 
     def run(verb: str, *arguments: str) -> Result:
         capsys.readouterr()
-        code = main([verb, "--config", str(config), *arguments])
+        code = run_mnemo([verb, "--config", str(config), *arguments])
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
@@ -180,6 +182,26 @@ def test_export_and_import_use_standard_output_and_input_for_a_dash(mnemo, repos
     monkeypatch.setattr(sys, "stdout", again)
     assert mnemo("export", "-", "--table", fresh_table).code == 0
     assert again.buffer.getvalue() == data
+
+
+def test_export_to_a_reader_that_went_away_exits_1_quietly(mnemo, repository, monkeypatch):
+    # `mnemo export - | head`: once head has read enough, the rest is not worth a message.
+    repository.insert(varied_memories())
+
+    class GoneReader(io.BytesIO):
+        def write(self, data):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(GoneReader(), encoding="utf-8"))
+    result = mnemo("export", "-")
+    assert (result.code, result.err) == (EXIT_FAILURE, "")
+
+
+def test_a_summary_counts_one_memory_as_one_memory(mnemo, repository, tmp_path):
+    repository.insert([stored_memory("only")])
+    result = mnemo("export", str(tmp_path / "out.jsonl"))
+    assert result.code == 0
+    assert result.err.startswith("exported 1 memory in ")
 
 
 # -- import ------------------------------------------------------------------------------------
@@ -342,7 +364,6 @@ def test_a_bad_line_in_the_first_batch_imports_nothing(mnemo, repository, tmp_pa
 def test_import_prints_a_summary_always_and_progress_only_on_a_terminal(mnemo, tmp_path, monkeypatch,
                                                                          fresh_table):
     monkeypatch.setattr(transfer, "BATCH_SIZE", 2)
-    monkeypatch.setattr(transfer.Progress, "INTERVAL_S", 0)
     path = write_lines(tmp_path / "in.jsonl", [{"memory": f"m{i}"} for i in range(5)])
     plain = mnemo("import", str(path))
     assert plain.code == 0
@@ -357,8 +378,17 @@ def test_import_prints_a_summary_always_and_progress_only_on_a_terminal(mnemo, t
     monkeypatch.setattr(sys, "stderr", terminal)
     assert mnemo("import", str(path), "--table", fresh_table).code == 0
     drawn = terminal.getvalue()
-    assert "\rimported 2 memories (" in drawn and "\rimported 4 memories (" in drawn
-    assert SUMMARY.fullmatch(drawn.rsplit("\r", 1)[-1].strip()).group(1) == "5"
+    # Redrawn in place after each batch: the share of the file read, and the memories stored.
+    assert re.search(r"\r[^\r]*importing +\[#+-+\] +40% +2 memories", drawn), drawn
+    assert re.search(r"\r[^\r]*importing +\[#+-+\] +80% +4 memories", drawn), drawn
+    assert SUMMARY.fullmatch(drawn.splitlines()[-1]).group(1) == "5"
+
+    exported = Terminal()
+    monkeypatch.setattr(sys, "stderr", exported)
+    assert mnemo("export", str(tmp_path / "out.jsonl"), "--table", fresh_table).code == 0
+    # How many there are to export is not known beforehand: a count, without a bar.
+    assert re.search(r"\r[^\r]*exporting +4 memories", exported.getvalue()), exported.getvalue()
+    assert exported.getvalue().splitlines()[-1].startswith("exported 5 memories in ")
 
 
 # -- settings and failures -----------------------------------------------------------------------
@@ -366,11 +396,9 @@ def test_import_prints_a_summary_always_and_progress_only_on_a_terminal(mnemo, t
 
 @pytest.mark.parametrize("verb", ["export", "import", "import-agno"])
 def test_every_verb_has_help(verb, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main([verb, "--help"])
-    assert exited.value.code == 0
+    assert run_mnemo([verb, "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: mnemo {verb}")
+    assert out.startswith(f"Usage: mnemo {verb}")
     assert "--config" in out and "--db-id" in out
 
 
@@ -381,6 +409,12 @@ def test_an_unknown_table_or_database_is_a_usage_error(mnemo, tmp_path):
     unknown_database = mnemo("import", str(write_lines(tmp_path / "in.jsonl", [])), "--db-id", "other")
     assert unknown_database.code == EXIT_USAGE
     assert "no database with id 'other'" in unknown_database.err
+
+
+def test_every_message_after_mnemo_starts_lower_case(mnemo):
+    # Storage words this one as a sentence, for the API's detail.
+    result = mnemo("export", "-", "--table", "nope")
+    assert result.err == f"mnemo: no database with id '{DB_ID}' has table 'nope'\n"
 
 
 def test_a_file_that_cannot_be_read_is_a_usage_error(mnemo, tmp_path):
@@ -395,12 +429,12 @@ def test_the_database_url_comes_from_the_environment_and_an_unreachable_one_exit
     monkeypatch.setenv("MNEMO_DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
     monkeypatch.setenv("MNEMO_TABLE", "from_env")
     path = write_lines(tmp_path / "in.jsonl", [{"memory_id": "e1", "memory": "from the environment"}])
-    assert main(["import", str(path)]) == 0
-    assert main(["export", str(tmp_path / "out.jsonl")]) == 0
+    assert run_mnemo(["import", str(path)]) == 0
+    assert run_mnemo(["export", str(tmp_path / "out.jsonl")]) == 0
     assert json.loads((tmp_path / "out.jsonl").read_text())["memory_id"] == "e1"
     capsys.readouterr()
     monkeypatch.setenv("MNEMO_DATABASE_URL", "sqlite:////nonexistent-directory/memories.db")
-    assert main(["import", str(path)]) == EXIT_FAILURE
+    assert run_mnemo(["import", str(path)]) == EXIT_FAILURE
     assert "cannot use the database" in capsys.readouterr().err
 
 
