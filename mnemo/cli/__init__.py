@@ -17,6 +17,7 @@ import click
 from .. import __version__
 from .common import EXIT_FAILURE, EXIT_USAGE, CommandFailed, WrongInput, configure_logging
 from .erase_user import erase_user
+from .mcp import mcp
 from .migrate import migrate
 from .serve import serve
 from .spec import spec
@@ -48,5 +49,5 @@ def main() -> None:
     configure_logging("info")
 
 
-for command in (serve, migrate, export, import_, import_agno, erase_user, spec):
+for command in (serve, migrate, export, import_, import_agno, erase_user, spec, mcp):
     main.add_command(command)
