@@ -196,6 +196,16 @@ def test_exploded_form_arrays_keep_commas_inside_items():
 
 # -- the contract is read once ------------------------------------------------------------------
 
+CODE = [ROOT / "mnemo", ROOT / "handlers", ROOT / "storage"]
+
+
+def test_openapi_yaml_is_opened_and_walked_by_one_module():
+    # Everything else asks mnemo.contract: no other module reads YAML or walks the paths.
+    walkers = sorted(str(path.relative_to(ROOT)) for directory in CODE for path in directory.rglob("*.py")
+                     if re.search(r"yaml\.safe_load|\[\"paths\"\]|\.get\(\"paths\"", path.read_text("utf-8")))
+    assert walkers == ["mnemo/contract.py"]
+
+
 @pytest.fixture(scope="module")
 def contract():
     return Contract.load(ROOT / "openapi.yaml")
