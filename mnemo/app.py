@@ -11,7 +11,7 @@ from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from storage import CONNECTIONS_PER_PROCESS, Catalog, Database
+from storage import CONNECTIONS_PER_PROCESS, Catalog
 
 from . import errors, metrics, workarounds
 from .auth import Callers, bearer_security
@@ -47,11 +47,6 @@ class _Orjson:
         return orjson.loads(data)
 
 
-def build_catalog(settings: Settings) -> Catalog:
-    return Catalog([Database.connect(d.db_id, d.url, list(d.tables), settings.idempotency_ttl)
-                    for d in settings.databases])
-
-
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
                contract: Contract | None = None) -> connexion.FlaskApp:
     """A ready-to-serve Connexion app over ``catalog`` (by default the configured databases,
@@ -60,7 +55,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
     settings = settings or Settings.from_env()
     contract = contract or Contract.load()
     if catalog is None:
-        catalog = build_catalog(settings)
+        catalog = settings.catalog()
         catalog.prepare()
 
     @contextlib.asynccontextmanager

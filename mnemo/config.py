@@ -32,6 +32,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+from storage import Catalog, Database
+
 N = TypeVar("N", int, float)
 
 DEFAULT_DATABASE_URL = "sqlite:///./memories.db"
@@ -298,6 +300,12 @@ class Settings:
             if database.db_id == db_id:
                 return database
         raise ConfigError(f"no database with id {db_id!r} is configured")
+
+    def catalog(self) -> Catalog:
+        """The configured databases, not yet opened (ValueError for a URL Mnemo cannot use)."""
+        return Catalog([Database.connect(database.db_id, database.url, list(database.tables),
+                                         self.idempotency_ttl)
+                        for database in self.databases])
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, config_path: str | None = None) -> Settings:

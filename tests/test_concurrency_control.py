@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from mnemo.app import build_catalog, create_app
+from mnemo.app import create_app
 from storage import Database, MemoryQuery
 
 from .conftest import DB_ID, error_json, make_settings
@@ -257,7 +257,7 @@ def test_an_expired_key_creates_a_new_memory_and_expired_keys_are_purged(short_l
 
 def test_the_idempotency_ttl_comes_from_the_settings(table_name, database_url):
     settings = make_settings(table_name, database_url, idempotency_ttl=timedelta(seconds=5))
-    built = build_catalog(settings)
+    built = settings.catalog()
     try:
         assert built.repository().idempotency_ttl == timedelta(seconds=5)
     finally:

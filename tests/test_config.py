@@ -7,7 +7,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from mnemo.app import build_catalog, create_app
+from mnemo.app import create_app
 from mnemo.config import ConfigError, DatabaseConfig, Settings
 
 from .conftest import POSTGRES_URL, drop_tables
@@ -75,7 +75,7 @@ def several(tmp_path):
     if POSTGRES_URL:
         databases.append(DatabaseConfig("pg", POSTGRES_URL, (f"a_{suffix}",)))
     settings = Settings(databases=tuple(databases), validate_responses=True)
-    catalog = build_catalog(settings)
+    catalog = settings.catalog()
     catalog.prepare()
     with create_app(settings, catalog=catalog).test_client() as client:
         yield client, databases

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import click
 
-from storage import Catalog, Database, DatabaseUnavailable, SchemaError
+from storage import Catalog, DatabaseUnavailable, SchemaError
 
 from .. import logs
 from ..config import ConfigError, Settings, log_format
@@ -71,15 +71,9 @@ def load_settings(config_path: str | None) -> Settings:
 
 
 def open_catalog(settings: Settings) -> Catalog:
-    """The configured databases, not yet opened.
-
-    Built here rather than by mnemo.app.build_catalog: importing the app loads Connexion, which
-    no command needs in this process.
-    """
+    """The configured databases, not yet opened."""
     try:
-        return Catalog([Database.connect(database.db_id, database.url, list(database.tables),
-                                         settings.idempotency_ttl)
-                        for database in settings.databases])
+        return settings.catalog()
     except ValueError as error:  # a database URL Mnemo cannot use
         raise WrongInput(str(error)) from None
 
