@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .api_errors import NotImplementedYet
 from .contract import Contract, Operation
 
 # Set on a scaffolded handler; its value is the operation it stands in for.
@@ -32,8 +33,8 @@ def not_implemented(operation: str):
     def mark(function):
         @functools.wraps(function)  # keeps the signature Connexion reads parameters from
         def answer(*_args, **_kwargs):
-            detail = f"{operation} ({function.__name__}) is in the API document but not implemented yet"
-            return {"detail": detail, "error_code": "NOT_IMPLEMENTED"}, 501
+            raise NotImplementedYet(f"{operation} ({function.__name__}) is in the API document but "
+                                    "not implemented yet")
 
         setattr(answer, STUB_MARK, operation)
         return answer

@@ -29,7 +29,8 @@ from storage.agno_source import AgnoMemorySource, NotAnAgnoMemoryTable
 
 from .shapes import memory_json, to_json
 
-# Memories per transaction. On SQLite 5000 imports about 20% faster than 1000; 20000 no faster.
+# Memories per transaction: large enough that a commit's cost is spread thin, small enough that
+# one batch's memory stays small (the sizes tried: docs/PERFORMANCE.md).
 BATCH_SIZE = 5000
 FIELDS = ("memory_id", "memory", "user_id", "agent_id", "team_id", "topics", "created_at", "updated_at")
 IDENTIFIERS = ("memory_id", "user_id", "agent_id", "team_id")

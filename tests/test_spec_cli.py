@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mnemo.api_errors import NotImplementedYet
 from mnemo.app import create_app
 from mnemo.cli import EXIT_FAILURE, EXIT_USAGE
 from mnemo.contract import Contract
@@ -92,10 +93,11 @@ def test_spec_scaffold_writes_stubs_that_answer_501_and_that_spec_check_reports(
     reminders = importlib.import_module(f"{package}.reminders")
     assert str(inspect.signature(reminders.list_reminders)) == "(user_id=None, limit=20)"
     assert str(inspect.signature(reminders.create_reminder)) == "(body)"
-    body, status = reminders.create_reminder(body={})
-    assert status == 501
-    assert body == {"detail": "POST /reminders (create_reminder) is in the API document but not "
-                              "implemented yet", "error_code": "NOT_IMPLEMENTED"}
+    with pytest.raises(NotImplementedYet) as refused:
+        reminders.create_reminder(body={})
+    assert (refused.value.status, refused.value.error_code) == (501, "NOT_IMPLEMENTED")
+    assert refused.value.detail == ("POST /reminders (create_reminder) is in the API document but not "
+                                    "implemented yet")
     notes = importlib.import_module(f"{package}.notes")
     assert notes.get_note("n1") == ({"id": "n1"}, 200)  # the hand-written handler is untouched
     assert getattr(notes.delete_note, STUB_MARK) == "DELETE /notes/{note_id}"
