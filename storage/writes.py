@@ -47,6 +47,10 @@ CHANGE_SHARDS = 16
 class _OwnersChanged(Exception):
     """The memories a delete names changed owners before it held their owners' locks."""
 
+    def __init__(self, owners: set[str]):
+        super().__init__(", ".join(sorted(owners)))
+        self.owners = owners
+
 
 class MemoryWrites(Family):
     def __init__(self, engine: sa.Engine, tables: MemoryTables,
@@ -202,7 +206,6 @@ class MemoryWrites(Family):
         key = {"user_id": user_id, "key": idempotency_key}
         with self._writing() as conn:
             self._locks.lock(conn, [user_id])
-            conn.execute(self._purge_expired_keys, {"now": now})
             conn.execute(self._drop_expired_key, {**key, "now": now})
             # Whoever inserts the key row makes the memory. On PostgreSQL a racing claim of
             # the same key waits here for the first to commit, then finds the row taken.
@@ -211,6 +214,10 @@ class MemoryWrites(Family):
                 "expires_at": now + self.idempotency_ttl}).first()
             if claimed is not None:
                 self._insert(conn, [created], fresh_ids=True)
+                # Last but for the change counter: once it holds other users' expired keys, a
+                # transaction waits for nothing, so two keyed creates purging each other's
+                # keys cannot deadlock (SKIP LOCKED keeps the purge itself from waiting).
+                conn.execute(self._purge_expired_keys, {"now": now})
                 return created, False
             earlier = conn.execute(self._select_key, key).one()
             if earlier.request_digest != digest:
@@ -317,12 +324,10 @@ class MemoryWrites(Family):
                 with self._writing() as conn:
                     owners |= set(conn.execute(self._owners, {"memory_ids": ids}).scalars())
                     self._locks.lock(conn, owners)
-                    if self._locks.enabled and not owners.issuperset(
-                            conn.execute(self._owners, {"memory_ids": ids}).scalars()):
-                        raise _OwnersChanged
-                    return self._delete(conn, [m.c.memory_id.in_(ids)], condition)
-            except _OwnersChanged:
-                continue
+                    return self._delete(conn, [m.c.memory_id.in_(ids)], condition,
+                                        locked=owners if self._locks.enabled else None)
+            except _OwnersChanged as changed:
+                owners |= changed.owners
 
     @unavailable_as_error
     def erase_user(self, user_id: str) -> int:
@@ -365,10 +370,13 @@ class MemoryWrites(Family):
         return removed
 
     def _delete(self, conn: sa.Connection, scope: list,
-                condition: tuple[str, Callable[[str], bool]] | None = None) -> int:
+                condition: tuple[str, Callable[[str], bool]] | None = None,
+                locked: set[str] | None = None) -> int:
         """Delete the memories in ``scope`` and record it in their history. With ``condition``
         (the one memory in scope, and what its version must satisfy), VersionMismatch unless
-        the version read under the lock the delete then holds satisfies it."""
+        the version read under the lock the delete then holds satisfies it. With ``locked``
+        (the owners whose locks are held), _OwnersChanged, undoing the delete, if it found a
+        memory of anyone else."""
         m, t = self.tables.memories, self.tables.topics
         if condition is not None:
             memory_id, if_version = condition
@@ -385,6 +393,10 @@ class MemoryWrites(Family):
             topics.setdefault(memory_id, []).append(topic)
         removed = [memory_from_row(row, topics.get(row[0], []))
                    for row in conn.execute(sa.delete(m).where(*scope).returning(*self._memory_columns))]
+        if locked is not None:
+            strangers = {memory.user_id for memory in removed if memory.user_id is not None} - locked
+            if strangers:
+                raise _OwnersChanged(strangers)
         per_user: dict[str, int] = {}
         for memory in removed:
             if memory.user_id is not None:

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -250,3 +251,82 @@ def test_an_erase_leaves_other_users_idempotency_keys(repository):
     repository.erase_user("erased")
     again, replayed = repository.create_once("k", memory="mine", user_id="keeper", topics=[])
     assert replayed and again.memory_id == kept.memory_id
+
+
+def test_keyed_creates_purging_each_others_expired_keys_never_deadlock(repository):
+    # Each keyed create purges a batch of expired keys of any user. If A's purge takes B's
+    # expired key while B's takes A's, and each then waits for its own, PostgreSQL breaks the
+    # deadlock by failing one of them (a 503): so a create must wait for nothing once it holds
+    # other users' keys. The interleaving is forced: A, having purged, waits for B's purge.
+    keys = repository.tables.idempotency
+    now = datetime.now(UTC)
+    expired = [{"user_id": user, "idempotency_key": key, "request_digest": "x",
+                "memory_id": str(uuid.uuid4()), "expires_at": now - timedelta(hours=hours)}
+               for user, key, hours in [("A", "ka", 1), ("B", "kb", 2)]]
+    expired += [{"user_id": "C", "idempotency_key": f"c{i}", "request_digest": "x",
+                 "memory_id": str(uuid.uuid4()), "expires_at": now - timedelta(hours=3, seconds=-i)}
+                for i in range(99)]
+    with repository._engine.begin() as conn:
+        conn.execute(sa.insert(keys), expired)
+    a_purged, b_purged = threading.Event(), threading.Event()
+
+    def after(_conn, _cursor, statement, *_args):
+        # The purge: a delete of the keys a subquery picks by expiry (SKIP LOCKED on PostgreSQL).
+        if statement.startswith("DELETE FROM") and keys.name in statement and "ORDER BY" in statement:
+            if threading.current_thread().name == "A":
+                a_purged.set()
+                b_purged.wait(1)
+            else:
+                b_purged.set()
+
+    results = {}
+
+    def create(user):
+        try:
+            results[user] = repository.create_once(f"k{user.lower()}", memory="m", user_id=user)[1]
+        except Exception as error:  # noqa: BLE001 - what failed is the assertion's message
+            results[user] = repr(error)
+
+    sa.event.listen(repository._engine, "after_cursor_execute", after)
+    try:
+        first = threading.Thread(target=create, args=("A",), name="A")
+        first.start()
+        a_purged.wait(ROUND_TIMEOUT_S)
+        second = threading.Thread(target=create, args=("B",), name="B")
+        second.start()
+        first.join(ROUND_TIMEOUT_S)
+        second.join(ROUND_TIMEOUT_S)
+    finally:
+        sa.event.remove(repository._engine, "after_cursor_execute", after)
+    assert results == {"A": False, "B": False}
+
+
+def test_a_delete_by_id_alone_racing_an_import_of_that_id_under_another_user_ends_as_a_serial_order(
+        repository):
+    # The owners of the ids are read before their locks are taken. A memory that appears under
+    # another owner between that read and the delete must not be deleted without its owner's
+    # lock (on PostgreSQL the delete starts over holding it too): either the delete came
+    # first and the memory stays, counted, or it came second and B has nothing left.
+    now = datetime.now(UTC)
+    importer = threading.Thread(target=repository.insert, args=(
+        [Memory("late", "imported meanwhile", [], "B", None, None, now, now)],))
+
+    def after(_conn, _cursor, statement, *_args):
+        if "DISTINCT" in statement and "user_id" in statement and not importer.is_alive() \
+                and importer.ident is None:
+            importer.start()
+            # On PostgreSQL the import commits now; SQLite's writers take turns, so there it
+            # waits for the delete to end.
+            importer.join(2)
+
+    sa.event.listen(repository._engine, "after_cursor_execute", after)
+    try:
+        deleted = repository.delete(["late"])
+    finally:
+        sa.event.remove(repository._engine, "after_cursor_execute", after)
+    importer.join(ROUND_TIMEOUT_S)
+    left = repository.list(MemoryQuery(user_id="B")).total_count
+    summary = repository.user_stats(limit=10, page=1, user_id="B").items
+    stats = [(x.user_id, x.total_memories) for x in summary]
+    assert (deleted, left, stats) in ((1, 0, []), (0, 1, [("B", 1)]))
+    assert len(repository.of_user("B")) == left
