@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import connexion
 import orjson
@@ -64,11 +65,13 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
             yield
         catalog.dispose()
 
+    # One handler thread per pooled database connection, for REST and MCP calls together: a
+    # handler holds at most one connection at a time, so no thread waits for a connection and
+    # none sits idle while requests wait for a thread.
+    handlers = ThreadPoolExecutor(max_workers=CONNECTIONS_PER_PROCESS, thread_name_prefix="handler")
     app = workarounds.flask_app(
         __name__,
-        # One handler thread per pooled database connection: a handler holds at most one at
-        # a time, so no thread waits for a connection and none sits idle while requests wait.
-        handler_threads=CONNECTIONS_PER_PROCESS,
+        handlers=handlers,
         lifespan=lifespan,
         jsonifier=Jsonifier(_Orjson),
         security_map={"bearer": bearer_security(settings.security_key, settings.jwt, settings.metrics_token,
@@ -77,7 +80,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
     )
     app.add_api(contract.document, validate_responses=settings.validate_responses)
     # MCP at /mcp: the tools run the handlers inside this Flask app.
-    assistant_tools = McpService(Toolbox(contract, app.app), Credentials(settings))
+    assistant_tools = McpService(Toolbox(contract, app.app, handlers), Credentials(settings))
     app.app.extensions[CATALOG] = catalog
     app.app.extensions[METRICS] = metrics.Exposition(catalog)
     metrics.watch_pools(catalog)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import connexion
 import pytest
 
 from mnemo.workarounds import bridge
+
+THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="handler")
 
 
 def call(app, body_chunks=(b"",), method="POST", disconnect_after=None):
@@ -42,7 +45,7 @@ def echo(environ, start_response):
 
 
 def test_the_handler_reads_the_whole_body_sent_in_chunks_and_its_answer_arrives_whole():
-    sent = call(bridge.BufferedWSGI(echo, 4), body_chunks=(b"ab", b"cd", b"ef"))
+    sent = call(bridge.BufferedWSGI(echo, THREADS), body_chunks=(b"ab", b"cd", b"ef"))
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 201
     assert (b"content-type", b"text/plain") in sent[0]["headers"]
     assert sent[1] == {"type": "http.response.body", "body": b"got:abcdef:a=1:yes"}
@@ -50,7 +53,7 @@ def test_the_handler_reads_the_whole_body_sent_in_chunks_and_its_answer_arrives_
 
 
 def test_handlers_run_on_the_handler_threads_not_on_the_event_loop():
-    sent = call(bridge.BufferedWSGI(echo, 4))
+    sent = call(bridge.BufferedWSGI(echo, THREADS))
     thread = dict(sent[0]["headers"])[b"x-thread"]
     assert thread.startswith(b"handler") and thread != threading.main_thread().name.encode()
 
@@ -63,7 +66,7 @@ def test_a_client_gone_before_its_body_ends_runs_no_handler():
         start_response("200 OK", [])
         return [b""]
 
-    assert call(bridge.BufferedWSGI(app, 4), body_chunks=(b"a", b"b"), disconnect_after=1) == []
+    assert call(bridge.BufferedWSGI(app, THREADS), body_chunks=(b"a", b"b"), disconnect_after=1) == []
     assert ran == []
 
 
@@ -79,7 +82,7 @@ def test_an_error_page_started_after_the_first_start_replaces_it_and_the_answer_
         start_response("500 Internal Server Error", [("X-Second", "1")], exc_info=(None, None, None))
         return Answer([b"oops"])
 
-    sent = call(bridge.BufferedWSGI(app, 4))
+    sent = call(bridge.BufferedWSGI(app, THREADS))
     assert sent[0]["status"] == 500 and sent[0]["headers"] == [(b"x-second", b"1")]
     assert sent[1]["body"] == b"oops" and closed == [True]
 
@@ -94,7 +97,7 @@ def test_an_exception_in_the_handler_reaches_the_middleware_around_it():
         raise Boom("no")
 
     with pytest.raises(Boom):
-        call(bridge.BufferedWSGI(app, 4))
+        call(bridge.BufferedWSGI(app, THREADS))
 
 
 def test_the_app_serves_flask_through_the_bridge(app, client):
@@ -105,6 +108,6 @@ def test_the_app_serves_flask_through_the_bridge(app, client):
 def test_install_leaves_an_unexpected_connexion_alone(caplog):
     app = connexion.FlaskApp(__name__)
     app._middleware_app.asgi_app = odd = object()
-    bridge.install(app, 4)
+    bridge.install(app, THREADS)
     assert app._middleware_app.asgi_app is odd
     assert "left behind a2wsgi" in caplog.text

@@ -11,13 +11,14 @@ raises is shaped by mnemo.errors, as for REST, and comes back as a tool error.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import anyio
 import mcp_types as types
 import orjson
 
@@ -134,23 +135,26 @@ ANSWERS: dict[str, Callable[[object, dict], dict]] = {
 class Toolbox:
     """The tools of one app: listed, and called on behalf of a caller."""
 
-    def __init__(self, contract: Contract, flask_app):
+    def __init__(self, contract: Contract, flask_app, handlers: Executor | None = None):
         self.flask_app = flask_app
         self.tools = {spec.name: Tool(spec, contract.operation(spec.operation_id),
                                       input_schema(contract, spec),
                                       handler_of(contract.operation(spec.operation_id)))
                       for spec in TOOLS}
         self.error_shapes = errors.handlers(contract)
-        # As many calls at once as REST handlers: one per pooled database connection.
-        self.limiter = anyio.CapacityLimiter(CONNECTIONS_PER_PROCESS)
+        # On the threads REST handlers run on (``handlers``; threads of its own without REST):
+        # one per pooled database connection, so a tool call waits for a thread, never for a
+        # connection it could time out on.
+        self.handlers = handlers or ThreadPoolExecutor(max_workers=CONNECTIONS_PER_PROCESS,
+                                                       thread_name_prefix="tool")
 
     def definitions(self) -> list[types.Tool]:
         return [tool.definition for tool in self.tools.values()]
 
     async def call(self, name: str, arguments: dict | None, caller: dict) -> types.CallToolResult:
         try:
-            answer = await anyio.to_thread.run_sync(
-                functools.partial(self.run, name, arguments, caller), limiter=self.limiter)
+            answer = await asyncio.get_running_loop().run_in_executor(
+                self.handlers, functools.partial(self.run, name, arguments, caller))
         except ToolError as error:
             return result(error.body, is_error=True)
         return result(answer)

@@ -19,18 +19,21 @@ one.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import connexion
 
 from . import bridge, dispatch, openapi31
 
 
-def flask_app(import_name: str, *, handler_threads: int, **options) -> connexion.FlaskApp:
-    """A Connexion FlaskApp made with ``options``, every workaround in place."""
+def flask_app(import_name: str, *, handlers: Executor, **options) -> connexion.FlaskApp:
+    """A Connexion FlaskApp made with ``options``, every workaround in place, running its
+    handlers on ``handlers``' threads."""
     openapi31.install()
     dispatch.install()
     app = connexion.FlaskApp(import_name, validator_map=openapi31.VALIDATOR_MAP,
                              uri_parser_class=openapi31.URIParser, **options)
-    bridge.install(app, handler_threads)
+    bridge.install(app, handlers)
     dispatch.only_routed(app.app)
     app.app.request_class = openapi31.ParsedJSONRequest
     return app

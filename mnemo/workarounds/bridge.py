@@ -24,7 +24,7 @@ import functools
 import io
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 import connexion
 from a2wsgi.wsgi import WSGIMiddleware, build_environ
@@ -39,10 +39,10 @@ class BufferedWSGI:
     """An ASGI app that runs a WSGI app on a thread pool, the request body read whole before
     the hand-over and the answer gathered whole in the thread."""
 
-    def __init__(self, app: WSGIApp, threads: int):
+    def __init__(self, app: WSGIApp, executor: Executor):
         # ``app`` by this name: Connexion's add_wsgi_middleware wraps it in place.
         self.app = app
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="handler")
+        self.executor = executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,9 +103,9 @@ def problem(app: connexion.FlaskApp) -> str | None:
     return None
 
 
-def install(app: connexion.FlaskApp, threads: int) -> None:
-    """Put BufferedWSGI, with ``threads`` handler threads, in place of a2wsgi between ``app``'s
-    middleware and its Flask app."""
+def install(app: connexion.FlaskApp, executor: Executor) -> None:
+    """Put BufferedWSGI, running handlers on ``executor``'s threads, in place of a2wsgi between
+    ``app``'s middleware and its Flask app."""
     inner = getattr(app, "_middleware_app", None)
     if isinstance(getattr(inner, "asgi_app", None), BufferedWSGI):
         return
@@ -113,4 +113,4 @@ def install(app: connexion.FlaskApp, threads: int) -> None:
     if trouble:
         log.warning("workaround bridge not installed, Flask is left behind a2wsgi: %s", trouble)
         return
-    inner.asgi_app = BufferedWSGI(inner.asgi_app.app, threads)
+    inner.asgi_app = BufferedWSGI(inner.asgi_app.app, executor)
