@@ -75,6 +75,8 @@ class MnemoHttpProtocol(HttpToolsProtocol):
         self.started = time.monotonic()
         self.timer = None
         self.timed: tuple[str, int] | None = None
+        # A refusal that waits for the answer to an earlier request on the connection.
+        self.deferred: tuple[int, str, str | None] | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -137,11 +139,40 @@ class MnemoHttpProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.requests_read += 1
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if self.deferred is not None:
+            if self.earlier_answer_pending():
+                self.flow.pause_reading()
+            else:
+                status, detail, reason = self.deferred
+                self.deferred = None
+                self.refuse(status, detail, reason)
+            return
+        # A request that waited behind this answer is only now being read or run: its clock
+        # starts now.
+        self.watch()
+
+    def earlier_answer_pending(self) -> bool:
+        """Whether an earlier request on this connection is still being answered (pipelined
+        requests are answered in order): while one is, nothing may be written, and the request
+        behind it cannot be blamed for waiting."""
+        if self.reading == BODY:
+            return bool(self.pipeline)  # this request is queued behind a running one
+        return self.cycle is not None and not self.cycle.response_complete
+
     # Time limits
 
     def watch(self) -> None:
         """Keep one timer on the connection: on the head or the body being received, none while
         it is idle or the app is answering."""
+        if self.flow.read_paused or self.earlier_answer_pending():
+            # The server is not reading, or has not begun on this request: not the client's time.
+            self.unwatch()
+            self.timed = None
+            return
         watched = (self.reading, self.requests_read)
         if watched == self.timed:
             return
@@ -174,7 +205,13 @@ class MnemoHttpProtocol(HttpToolsProtocol):
     # Answers
 
     def refuse(self, status: int, detail: str, reason: str | None = None) -> None:
-        """Answer ``status`` with the contract's error body, and close the connection."""
+        """Answer ``status`` with the contract's error body, and close the connection; after
+        the answer to an earlier request, if one is still being given."""
+        if self.earlier_answer_pending():
+            self.deferred = self.deferred or (status, detail, reason)
+            self.flow.pause_reading()
+            self.unwatch()
+            return
         in_app = self.cycle is not None and not self.cycle.response_complete
         if in_app:
             # The app is waiting for the body: it sees the client leave and sends nothing more.

@@ -6,9 +6,12 @@ request: it stays open for the keep-alive time."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from .conftest import mnemo_command, server_env, start_server, stop_server
@@ -92,3 +95,36 @@ def test_a_request_not_received_in_time_is_408_and_closed(port):
         for case, answer in answers.items():
             assert_timed_out(answer.result(), case)
         assert idle.result() == [200, 200]
+
+
+def test_a_pipelined_request_waiting_behind_a_slow_answer_is_not_timed_out_meanwhile(tmp_path):
+    # The second request's body cannot arrive while the server, answering the first, has
+    # stopped reading: its clock starts once the first is answered. Before, its 408 went out
+    # in place of the first request's answer, although the first had been stored.
+    database = tmp_path / "memories.db"
+    env = server_env(MNEMO_DATABASE_URL=f"sqlite:///{database}", MNEMO_BODY_TIMEOUT=str(TIMEOUT_S))
+    process, base = start_server([*mnemo_command(), "serve", "--port", "{port}"], env, cwd=tmp_path)
+    try:
+        assert httpx.post(base + "/memories", json={"memory": "warm", "user_id": "u"}).status_code == 200
+        # Another writer holds the database for longer than the body timeout: the first request
+        # waits for it.
+        holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(3 * TIMEOUT_S, lambda: holder.execute("COMMIT"))
+        release.start()
+        first, second = (b'{"memory":"%s","user_id":"u"}' % text for text in (b"first", b"second"))
+        with connect(port_of(base)) as sock:
+            send_quietly(sock, POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(first) + first
+                         + POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(second) + second[:10])
+            answer = read_answer(sock, DEADLINE_S, then_closed=False)
+            assert answer is not None and answer.status == 200, answer
+            assert b'"first"' in answer.body
+            send_quietly(sock, second[10:])
+            answer = read_answer(sock, DEADLINE_S, then_closed=False)
+            assert answer is not None and answer.status == 200, answer
+        release.join()
+        holder.close()
+        stored = httpx.get(base + "/memories", params={"user_id": "u"}).json()
+        assert sorted(m["memory"] for m in stored["data"]) == ["first", "second", "warm"]
+    finally:
+        stop_server(process)
