@@ -49,10 +49,12 @@ class _Orjson:
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
-               contract: Contract | None = None) -> connexion.FlaskApp:
+               contract: Contract | None = None, serves_http: bool = True) -> connexion.FlaskApp:
     """A ready-to-serve Connexion app over ``catalog`` (by default the configured databases,
     whose missing table families are created; storage.SchemaBehind if one is behind head),
-    serving ``contract`` (by default openapi.yaml; ContractError if it is not valid)."""
+    serving ``contract`` (by default openapi.yaml; ContractError if it is not valid).
+    ``serves_http=False``: the app only runs handlers for another door (``mnemo mcp``), so an
+    API open to anyone is nothing to warn about."""
     settings = settings or Settings.from_env()
     contract = contract or Contract.load()
     if catalog is None:
@@ -75,7 +77,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
         lifespan=lifespan,
         jsonifier=Jsonifier(_Orjson),
         security_map={"bearer": bearer_security(settings.security_key, settings.jwt, settings.metrics_token,
-                                                settings.max_token_bytes)},
+                                                settings.max_token_bytes, warn_if_open=serves_http)},
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
     app.add_api(contract.document, validate_responses=settings.validate_responses)

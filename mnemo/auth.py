@@ -73,9 +73,12 @@ def owner(token_info: dict, asked: str | None) -> str | None:
 
 def bearer_security(security_key: str | None, jwt_config: JwtConfig | None = None,
                     metrics_token: str | None = None,
-                    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> type[BearerSecurityHandler]:
-    """A Connexion security handler for the document's bearer schemes."""
-    if security_key is None and jwt_config is None:
+                    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+                    warn_if_open: bool = True) -> type[BearerSecurityHandler]:
+    """A Connexion security handler for the document's bearer schemes; without credentials
+    configured it warns that the API is open, unless ``warn_if_open`` is false (no HTTP is
+    served: ``mnemo mcp``'s caller is the administrator by design)."""
+    if security_key is None and jwt_config is None and warn_if_open:
         log.warning(
             "No security key (MNEMO_SECURITY_KEY or OS_SECURITY_KEY) and no JWT verification key "
             "(MNEMO_JWT_VERIFICATION_KEY or JWT_VERIFICATION_KEY) is set: the memory API is open "

@@ -60,6 +60,13 @@ def test_without_a_key_the_api_is_open_and_the_server_warns(catalog, table_name,
         assert client.get("/memories").status_code == 200
 
 
+def test_an_app_that_serves_no_http_does_not_warn_that_its_api_is_open(catalog, table_name, caplog):
+    # mnemo mcp over stdio builds the app only to run its handlers, for the administrator.
+    with caplog.at_level(logging.WARNING, logger="mnemo"):
+        create_app(make_settings(table_name), catalog=catalog, serves_http=False)
+    assert "open to anyone" not in caplog.text
+
+
 def test_os_security_key_is_honoured_as_in_agno():
     from mnemo.config import Settings
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
-
 import anyio
 import click
 
@@ -54,22 +50,6 @@ def mcp(config: str | None, log_level: str) -> None:
     catalog = open_catalog(settings)
     with database_trouble(catalog, lambda error: f"cannot open the database: {reason(error)}"):
         catalog.prepare()
-        with no_open_api_warning():
-            app = create_app(settings, catalog=catalog, contract=contract)
+        app = create_app(settings, catalog=catalog, contract=contract, serves_http=False)
         anyio.run(stdio.serve, Toolbox(contract, app.app), LOCAL_ADMINISTRATOR)
 
-
-@contextlib.contextmanager
-def no_open_api_warning() -> Iterator[None]:
-    """Without credentials, building the app warns that its HTTP API is open to anyone who can
-    reach it; this process serves no HTTP, and its caller is the administrator by design."""
-    mnemo_log = logging.getLogger("mnemo")
-
-    def not_the_open_api_warning(record: logging.LogRecord) -> bool:
-        return "is open to anyone" not in record.getMessage()
-
-    mnemo_log.addFilter(not_the_open_api_warning)
-    try:
-        yield
-    finally:
-        mnemo_log.removeFilter(not_the_open_api_warning)
