@@ -248,16 +248,18 @@ def test_an_unusable_model_setting_stops_the_server_with_a_message(env, message)
 
 def optimize_while(model_client, fake_model, *writes):
     """Start an optimize of u1; once the model has the notes, make ``writes`` (each a function
-    of a client of their own), then wait for the optimize's answer. The model takes a second."""
-    fake_model.reply = Reply(delay_s=1.0)
+    of a client of their own), then wait for the optimize's answer. The model takes two seconds;
+    every client is built first, so that building one (a whole app) never eats into them."""
+    fake_model.reply = Reply(delay_s=2.0)
+    first, others = model_client(), [model_client() for _ in writes]
     answers = {}
-    thread = threading.Thread(target=lambda: answers.setdefault("optimize", optimize(model_client())))
+    thread = threading.Thread(target=lambda: answers.setdefault("optimize", optimize(first)))
     thread.start()
     deadline = time.monotonic() + 10
     while not fake_model.requests and time.monotonic() < deadline:
         time.sleep(0.01)
     assert fake_model.requests, "the model was never asked"
-    results = [write(model_client()) for write in writes]
+    results = [write(client) for write, client in zip(writes, others, strict=True)]
     thread.join(20)
     return answers["optimize"], results
 
