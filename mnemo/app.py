@@ -32,6 +32,7 @@ from .mcp.http import McpEndpoint, McpService
 from .mcp.tools import Toolbox
 from .ratelimit import RateLimitPerCaller
 from .shapes import to_json
+from .ui import UiPage
 
 log = logging.getLogger("mnemo")
 
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
     app.add_middleware(LimitBodySize, position=edge, max_bytes=settings.max_body_bytes)
     app.add_middleware(CommaSeparatedArrays, position=edge, names=contract.array_query_parameters)
     app.add_middleware(McpEndpoint, position=edge, service=assistant_tools)
+    app.add_middleware(UiPage, position=edge)
     return app
 
 

@@ -1,0 +1,394 @@
+"""The memory browser at /ui, driven in a real Chromium by Playwright against a real mnemo serve.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``; .ci/run installs it) and the test
+extras' ``playwright``; Playwright's own browser download is never used. Screenshots go to
+the test run's temporary folder, or to ``MNEMO_UI_SCREENSHOTS`` when it names a folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import mnemo_command, server_env, start_server, stop_server
+from .tokens import ALL_USER_SCOPES, rs256, rsa_keys
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+if CHROMIUM is None:
+    pytest.skip("no chromium on this machine: install it (apt-get install chromium) to run the browser tests",
+                allow_module_level=True)
+NOT_INSTALLED = "the test extras are not installed: pip install -e '.[test]'"
+sync_api = pytest.importorskip("playwright.sync_api", reason=NOT_INSTALLED)
+axe_playwright = pytest.importorskip("axe_playwright_python.sync_playwright", reason=NOT_INSTALLED)
+expect = sync_api.expect
+
+KEY = "the-ui-test-security-key"
+TIMEOUT_MS = 5000
+REFUSED_LOAD = "Failed to load resource: the server responded with a status of"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ui-server")
+    env = server_env(MNEMO_DATABASE_URL=f"sqlite:///{folder}/memories.db", MNEMO_SECURITY_KEY=KEY,
+                     MNEMO_JWT_VERIFICATION_KEY=rsa_keys().public_pem, MNEMO_VALIDATE_RESPONSES="true")
+    process, base = start_server([*mnemo_command(), "serve", "--port", "{port}", "--workers", "1"], env,
+                                 cwd=folder)
+    yield base
+    stop_server(process)
+    log = process.stdout.read().decode()
+    # The key and tokens travel in a header only: no log line may ever hold them.
+    assert KEY not in log
+    assert "eyJ" not in log
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    chosen = os.environ.get("MNEMO_UI_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Problems:
+    """What the page's console reported: a CSP violation or a script error fails the test."""
+
+    def __init__(self, page):
+        self.messages = []
+        page.on("console", self.console)
+        page.on("pageerror", lambda error: self.messages.append(str(error)))
+        page.on("dialog", self.dialog)
+
+    def console(self, message) -> None:
+        # Chromium reports every answer of 400 or more, and the tests make the API refuse on purpose.
+        if message.type == "error" and not message.text.startswith(REFUSED_LOAD):
+            self.messages.append(message.text)
+
+    def dialog(self, dialog) -> None:
+        self.messages.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    contexts = []
+
+    def open_(width=1280, height=860, color_scheme="light"):
+        context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.problems = Problems(page)
+        page.goto(server + "/ui")
+        return page
+
+    yield open_
+    for context in contexts:
+        for page in context.pages:
+            assert page.problems.messages == []
+        context.close()
+
+
+def sign_in(page, token=KEY):
+    page.get_by_label("Security key or JWT").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Memories")).to_be_visible()
+
+
+def user_id() -> str:
+    return f"user-{uuid.uuid4().hex[:10]}"
+
+
+def create(api, memory, user, topics=()):
+    response = api.post("/memories", json={"memory": memory, "user_id": user, "topics": list(topics)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def filter_by_user(page, user):
+    page.get_by_label("User", exact=True).fill(user)
+    page.get_by_role("button", name="Apply").click()
+
+
+def rows(page):
+    return page.locator("table.memories tbody tr")
+
+
+def test_signing_in_keeps_the_key_in_the_tab_only(open_page, server):
+    page = open_page()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Security key or JWT").fill("not-the-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Not signed in")
+    sign_in(page)
+    assert page.evaluate("sessionStorage.getItem('mnemo.token')") == KEY
+    assert page.context.cookies() == []
+    assert KEY not in page.url
+    assert page.evaluate("localStorage.getItem('mnemo.token')") is None
+    # A reload in the same tab stays signed in; a new tab (a new session) does not.
+    page.reload()
+    expect(page.get_by_role("heading", name="Memories")).to_be_visible()
+    other = page.context.browser.new_page()
+    other.goto(server + "/ui/")
+    expect(other.get_by_role("heading", name="Sign in")).to_be_visible()
+    other.close()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('mnemo.token')") is None
+
+
+def test_the_table_pages_and_sorts(open_page, api):
+    user = user_id()
+    for number in range(12):
+        create(api, f"fact number {number:02d}", user, topics=["numbers"])
+    page = open_page()
+    sign_in(page)
+    filter_by_user(page, user)
+    page.get_by_label("Per page").select_option("10")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("table.memories caption")).to_have_text("12 memories, page 1 of 2")
+    expect(rows(page)).to_have_count(10)
+    expect(rows(page).first.locator("td.text")).to_have_text("fact number 11")
+    page.get_by_role("button", name="Next page").click()
+    expect(rows(page)).to_have_count(2)
+    expect(page.locator("table.memories caption")).to_have_text("12 memories, page 2 of 2")
+    page.get_by_role("button", name="Created: sort newest first").click()
+    expect(page.locator("table.memories caption")).to_have_text("12 memories, page 1 of 2")
+    expect(page.locator("th[aria-sort]")).to_contain_text("Created")
+    page.get_by_role("button", name="Created: sort oldest first").click()
+    expect(rows(page).first.locator("td.text")).to_have_text("fact number 00")
+    expect(page.locator("th[aria-sort]")).to_have_attribute("aria-sort", "ascending")
+
+
+def test_create_search_edit_delete_and_history(open_page):
+    user = user_id()
+    page = open_page()
+    sign_in(page)
+    page.get_by_role("button", name="New memory").click()
+    page.get_by_label("Memory", exact=True).fill("Prefers green tea in the morning")
+    page.locator("#c-user").fill(user)
+    page.get_by_label("Topics (comma-separated)").fill("drinks, mornings")
+    page.get_by_role("button", name="Create", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Memory created.")
+
+    page.get_by_label("Search", exact=True).fill("GREEN TEA")
+    filter_by_user(page, user)
+    expect(rows(page)).to_have_count(1)
+    row = rows(page).first
+    expect(row.locator("td.text")).to_have_text("Prefers green tea in the morning")
+    expect(row.locator(".topics li")).to_have_text(["drinks", "mornings"])
+
+    row.get_by_role("button", name="Edit").click()
+    editor = page.get_by_role("form", name="Edit memory")
+    editor.get_by_label("Memory").fill("Prefers black coffee in the morning")
+    editor.get_by_label("Topics (comma-separated)").fill("drinks")
+    editor.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Memory saved.")
+    # The search still says green tea: the edited memory no longer matches it.
+    expect(rows(page).first).to_have_text("No memories match.")
+    page.get_by_label("Search", exact=True).fill("coffee")
+    page.get_by_role("button", name="Apply").click()
+    expect(rows(page).first.locator("td.text")).to_have_text("Prefers black coffee in the morning")
+
+    rows(page).first.get_by_role("button", name="Delete").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Delete this memory?")
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("status")).to_contain_text("Memory deleted.")
+    expect(rows(page).first).to_have_text("No memories match.")
+
+    page.get_by_role("link", name="See its history").click()
+    expect(page.get_by_role("heading", name="History of a memory")).to_be_visible()
+    versions = page.locator("ol.timeline > li")
+    expect(versions).to_have_count(3)
+    expect(versions.locator("h2")).to_have_text(
+        ["Version 1: Created", "Version 2: Updated", "Version 3: Deleted"])
+    expect(versions.nth(0)).to_contain_text("Prefers green tea in the morning")
+    expect(versions.nth(1)).to_contain_text("Prefers black coffee in the morning")
+    expect(versions.nth(2)).to_contain_text(f"user {user}")
+
+
+def test_a_conflicting_edit_shows_both_versions_and_overwrites_nothing(open_page, api):
+    user = user_id()
+    memory = create(api, "Lives in Lyon", user)
+    page = open_page()
+    sign_in(page)
+    filter_by_user(page, user)
+    rows(page).first.get_by_role("button", name="Edit").click()
+    editor = page.get_by_role("form", name="Edit memory")
+    editor.get_by_label("Memory").fill("Lives in Paris")
+    # Someone else changes it while the page's editor is open.
+    changed = api.patch(f"/memories/{memory['memory_id']}",
+                        json={"memory": "Lives in Marseille", "user_id": user})
+    assert changed.status_code == 200
+    editor.get_by_role("button", name="Save").click()
+    conflict = page.locator(".conflict")
+    expect(conflict.get_by_role("alert")).to_have_text(
+        "Someone else changed this memory after you opened it. Nothing was overwritten.")
+    expect(conflict.locator(".version h3")).to_have_text(["Yours (not saved)", "Saved now"])
+    expect(conflict.locator(".version .text")).to_have_text(["Lives in Paris", "Lives in Marseille"])
+    assert api.get(f"/memories/{memory['memory_id']}").json()["memory"] == "Lives in Marseille"
+    conflict.get_by_role("button", name="Save mine over it").click()
+    expect(page.get_by_role("status")).to_have_text("Memory saved.")
+    expect(rows(page).first.locator("td.text")).to_have_text("Lives in Paris")
+    assert api.get(f"/memories/{memory['memory_id']}").json()["memory"] == "Lives in Paris"
+
+
+def test_deleting_a_selection_asks_first(open_page, api):
+    user = user_id()
+    for text in ("one", "two", "three"):
+        create(api, text, user)
+    page = open_page()
+    sign_in(page)
+    filter_by_user(page, user)
+    page.get_by_role("checkbox", name="Select memory: one").check()
+    page.get_by_role("checkbox", name="Select memory: three").check()
+    page.get_by_role("button", name="Delete selected (2)").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    expect(rows(page)).to_have_count(3)
+    page.get_by_role("button", name="Delete selected (2)").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Delete 2 memories?")
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("status")).to_have_text("2 memories deleted.")
+    expect(rows(page).locator("td.text")).to_have_text(["two"])
+
+
+def test_a_user_page_shows_stats_and_topics_and_erases_after_typed_confirmation(open_page, api):
+    user = user_id()
+    create(api, "Has a cat", user, topics=["pets"])
+    create(api, "Has a dog", user, topics=["pets", "walks"])
+    page = open_page()
+    sign_in(page)
+    page.goto(page.url.split("#")[0] + f"#/users/{user}")
+    expect(page.get_by_role("heading", name=f"User {user}")).to_be_visible()
+    expect(page.locator(".stats dd").first).to_have_text("2")
+    topics = page.locator("table.topics-table tbody tr")
+    expect(topics.locator("th")).to_have_text(["pets", "walks"])
+    expect(topics.locator("td.count")).to_have_text(["2", "1"])
+    erase = page.get_by_role("button", name="Erase this user")
+    expect(erase).to_be_disabled()
+    page.get_by_label(f"Type the user id ({user}) to confirm").fill(user[:-1])
+    expect(erase).to_be_disabled()
+    page.get_by_label(f"Type the user id ({user}) to confirm").fill(user)
+    erase.click()
+    expect(page.get_by_role("status")).to_have_text(f"Erased {user}: 2 memories deleted, with their history.")
+    expect(page.locator(".stats dd").first).to_have_text("0")
+    assert api.get("/memories", params={"user_id": user}).json()["meta"]["total_count"] == 0
+
+
+def test_topics_show_how_many_memories_carry_each(open_page, api):
+    user = user_id()
+    topic = f"topic-{uuid.uuid4().hex[:8]}"
+    create(api, "first", user, topics=[topic])
+    create(api, "second", user, topics=[topic])
+    page = open_page()
+    sign_in(page)
+    page.get_by_role("link", name="Topics").click()
+    row = page.locator("table.topics-table tbody tr").filter(has=page.get_by_role("rowheader", name=topic))
+    expect(row.locator("td.count")).to_have_text("2")
+    row.get_by_role("button", name=f"Show memories with topic {topic}").click()
+    expect(rows(page)).to_have_count(2)
+    expect(page.get_by_label("Topics (all of, comma-separated)")).to_have_value(topic)
+
+
+def test_a_users_token_sees_only_that_users_memories(open_page, api):
+    alice, bob = user_id(), user_id()
+    create(api, "Alice's secret", alice)
+    bobs = create(api, "Bob's secret", bob)
+    page = open_page()
+    sign_in(page, rs256(alice, ALL_USER_SCOPES))
+    # Asking for Bob's memories still lists Alice's own: the API decides, not the page.
+    filter_by_user(page, bob)
+    expect(rows(page).locator("td.text")).to_have_text(["Alice's secret"])
+    page.goto(page.url.split("#")[0] + f"#/history/{bobs['memory_id']}")
+    expect(page.get_by_role("alert")).to_have_text(f"Memory with ID {bobs['memory_id']} not found")
+    page.goto(page.url.split("#")[0] + f"#/users/{bob}")
+    expect(page.locator(".stats")).to_contain_text("Not visible to this token")
+    page.get_by_label(f"Type the user id ({bob}) to confirm").fill(bob)
+    page.get_by_role("button", name="Erase this user").click()
+    expect(page.get_by_role("alert")).to_have_text("A token may erase only its own user's memories")
+    assert api.get("/memories", params={"user_id": bob}).json()["meta"]["total_count"] == 1
+
+
+def test_memory_text_is_shown_as_text_never_as_markup(open_page, api):
+    user = user_id()
+    attack = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+    create(api, attack, user, topics=["<b>bold</b>"])
+    page = open_page()
+    sign_in(page)
+    filter_by_user(page, user)
+    cell = rows(page).first.locator("td.text")
+    expect(cell).to_have_text(attack)
+    assert page.locator("table.memories img, table.memories script, table.memories b").count() == 0
+    expect(rows(page).first.locator(".topics li")).to_have_text("<b>bold</b>")
+    # Problems (the fixture) fails the test if an alert dialog opened.
+
+
+def test_the_search_mode_switch_sends_a_ranked_mode_and_shows_scores_or_the_refusal(open_page, api):
+    user = user_id()
+    create(api, "Enjoys hiking in the Alps", user)
+    page = open_page()
+    sign_in(page)
+    sent = []
+    page.on("request", lambda request: "/memories?" in request.url and sent.append(request.url))
+    page.get_by_label("Search", exact=True).fill("hiking")
+    filter_by_user(page, user)
+    expect(rows(page)).to_have_count(1)
+    assert "search_mode" not in sent[-1]
+    expect(page.locator("table.memories thead")).not_to_contain_text("Score")
+
+    # A ranked answer, as the API gives it once search by meaning is configured: scored, best first.
+    def ranked(route):
+        memory = api.get("/memories", params={"user_id": user}).json()["data"][0]
+        meta = {"page": 1, "limit": 20, "total_pages": 1, "total_count": 1}
+        route.fulfill(json={"data": [{**memory, "score": 0.8734}], "meta": meta})
+    page.route("**/memories?*search_mode=semantic*", ranked)
+    page.get_by_label("Search by").select_option("semantic")
+    page.get_by_role("button", name="Apply").click()
+    expect(rows(page).first.locator("td.score")).to_have_text("0.873")
+    expect(page.locator("table.memories thead")).to_contain_text("Score")
+    assert "search_mode=semantic" in sent[-1]
+
+    # Without search by meaning configured, the API refuses; the page shows its detail.
+    page.route("**/memories?*search_mode=hybrid*", lambda route: route.fulfill(
+        status=400, json={"detail": "Search by meaning is not configured", "error_code": "BAD_REQUEST"}))
+    page.get_by_label("Search by").select_option("hybrid")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_role("alert")).to_have_text("Search by meaning is not configured")
+    assert "search_mode=hybrid" in sent[-1]
+
+
+def test_a_refused_database_choice_shows_the_apis_detail(open_page):
+    page = open_page()
+    sign_in(page)
+    page.get_by_text("Database and table").click()
+    page.get_by_label("Table").fill("archive")
+    page.get_by_role("button", name="Use").click()
+    expect(page.get_by_role("alert")).to_contain_text("db_id")
+    page.get_by_label("Database (db_id)").fill("nowhere")
+    page.get_by_role("button", name="Use").click()
+    expect(page.get_by_role("alert")).to_contain_text("nowhere")
+    page.get_by_label("Database (db_id)").fill("")
+    page.get_by_label("Table").fill("")
+    page.get_by_role("button", name="Use").click()
+    expect(page.get_by_role("heading", name="Memories")).to_be_visible()
+    expect(page.get_by_role("alert")).to_be_empty()
