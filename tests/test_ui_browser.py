@@ -125,6 +125,8 @@ def create(api, memory, user, topics=()):
 
 
 def filter_by_user(page, user):
+    if not page.locator("details.filter-box").evaluate("box => box.open"):
+        page.get_by_text("Filter and search").click()
     page.get_by_label("User", exact=True).fill(user)
     page.get_by_role("button", name="Apply").click()
 
@@ -156,7 +158,7 @@ def test_signing_in_keeps_the_key_in_the_tab_only(open_page, server):
     assert page.evaluate("sessionStorage.getItem('mnemo.token')") is None
 
 
-def test_the_table_pages_and_sorts(open_page, api):
+def test_the_table_pages_and_sorts(open_page, api, screenshots):
     user = user_id()
     for number in range(12):
         create(api, f"fact number {number:02d}", user, topics=["numbers"])
@@ -168,6 +170,7 @@ def test_the_table_pages_and_sorts(open_page, api):
     expect(page.locator("table.memories caption")).to_have_text("12 memories, page 1 of 2")
     expect(rows(page)).to_have_count(10)
     expect(rows(page).first.locator("td.text")).to_have_text("fact number 11")
+    page.screenshot(path=screenshots / "ui-memories.png")
     page.get_by_role("button", name="Next page").click()
     expect(rows(page)).to_have_count(2)
     expect(page.locator("table.memories caption")).to_have_text("12 memories, page 2 of 2")
@@ -227,7 +230,7 @@ def test_create_search_edit_delete_and_history(open_page):
     expect(versions.nth(2)).to_contain_text(f"user {user}")
 
 
-def test_a_conflicting_edit_shows_both_versions_and_overwrites_nothing(open_page, api):
+def test_a_conflicting_edit_shows_both_versions_and_overwrites_nothing(open_page, api, screenshots):
     user = user_id()
     memory = create(api, "Lives in Lyon", user)
     page = open_page()
@@ -246,6 +249,7 @@ def test_a_conflicting_edit_shows_both_versions_and_overwrites_nothing(open_page
         "Someone else changed this memory after you opened it. Nothing was overwritten.")
     expect(conflict.locator(".version h3")).to_have_text(["Yours (not saved)", "Saved now"])
     expect(conflict.locator(".version .text")).to_have_text(["Lives in Paris", "Lives in Marseille"])
+    page.screenshot(path=screenshots / "ui-conflict.png")
     assert api.get(f"/memories/{memory['memory_id']}").json()["memory"] == "Lives in Marseille"
     conflict.get_by_role("button", name="Save mine over it").click()
     expect(page.get_by_role("status")).to_have_text("Memory saved.")
@@ -392,3 +396,131 @@ def test_a_refused_database_choice_shows_the_apis_detail(open_page):
     page.get_by_role("button", name="Use").click()
     expect(page.get_by_role("heading", name="Memories")).to_be_visible()
     expect(page.get_by_role("alert")).to_be_empty()
+
+
+def focused_name(page) -> str:
+    return page.evaluate("""() => {
+        const element = document.activeElement;
+        const label = element.getAttribute('aria-label') || element.labels?.[0]?.textContent;
+        return (label || element.textContent || '').trim();
+    }""")
+
+
+def tab_to(page, name: str, limit: int = 60) -> None:
+    """Press Tab until the focus is on the control named ``name``; fails if it never gets there."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if focused_name(page) == name:
+            return
+    raise AssertionError(f"Tab never reached {name!r}")
+
+
+def test_everything_is_reachable_with_the_keyboard_alone(open_page, screenshots):
+    user = user_id()
+    page = open_page()
+    # The key field has the focus as the page opens.
+    page.keyboard.type(KEY)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Memories")).to_be_focused()
+    tab_to(page, "User")
+    page.keyboard.type(user)
+    page.keyboard.press("Enter")
+    expect(rows(page).first).to_have_text("No memories match.")
+    tab_to(page, "New memory")
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Memory", exact=True)).to_be_focused()
+    page.keyboard.type("Typed without a mouse")
+    tab_to(page, "Topics (comma-separated)")
+    page.keyboard.type("keyboard")
+    tab_to(page, "Create")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("Memory created.")
+    expect(rows(page).locator("td.text")).to_have_text(["Typed without a mouse"])
+
+    tab_to(page, "Edit memory: Typed without a mouse")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("form", name="Edit memory").get_by_label("Memory")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("button", name="Edit memory: Typed without a mouse")).to_be_focused()
+
+    tab_to(page, "Delete memory: Typed without a mouse")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog").get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(rows(page)).to_have_count(1)
+
+    tab_to(page, "History of memory: Typed without a mouse")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="History of a memory")).to_be_focused()
+    page.screenshot(path=screenshots / "ui-history.png")
+    # Back through the sections' links: Tab wraps around to the top of the page.
+    tab_to(page, "Users", limit=80)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Users")).to_be_focused()
+
+
+def serious(violations: list) -> list:
+    return [(v["id"], v["impact"], [node["target"] for node in v["nodes"]][:3])
+            for v in violations if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("color_scheme", ["light", "dark"])
+def test_the_accessibility_scan_finds_nothing_serious(open_page, api, color_scheme):
+    user = user_id()
+    memory = create(api, "Speaks French and German", user, topics=["languages"])
+    api.patch(f"/memories/{memory['memory_id']}",
+              json={"memory": "Speaks French", "user_id": user, "topics": ["languages"]})
+    axe = axe_playwright.Axe()
+    page = open_page(color_scheme=color_scheme)
+    found = {"sign in": serious(axe.run(page).response["violations"])}
+    sign_in(page)
+    filter_by_user(page, user)
+    rows(page).first.get_by_role("button", name="Edit").click()
+    found["memories, editing"] = serious(axe.run(page).response["violations"])
+    page.goto(page.url.split("#")[0] + f"#/history/{memory['memory_id']}")
+    expect(page.locator("ol.timeline > li")).to_have_count(2)
+    found["history"] = serious(axe.run(page).response["violations"])
+    page.goto(page.url.split("#")[0] + f"#/users/{user}")
+    expect(page.locator("table.topics-table td.count")).to_have_text(["1"])
+    found["user"] = serious(axe.run(page).response["violations"])
+    page.get_by_role("link", name="Topics").click()
+    expect(page.get_by_role("heading", name="Topics")).to_be_visible()
+    found["topics"] = serious(axe.run(page).response["violations"])
+    assert found == {name: [] for name in found}
+
+
+def test_light_and_dark_follow_the_system_and_the_theme_button(open_page, api, screenshots):
+    user = user_id()
+    create(api, "Prefers dark mode in every app", user, topics=["preferences", "display"])
+    create(api, "Works nights", user, topics=["schedule"])
+    page = open_page(color_scheme="dark")
+    background = "getComputedStyle(document.body).backgroundColor"
+    sign_in(page)
+    filter_by_user(page, user)
+    expect(rows(page)).to_have_count(2)
+    assert page.evaluate(background) == "rgb(15, 20, 25)"
+    page.screenshot(path=screenshots / "ui-dark.png")
+    page.get_by_role("button", name="Theme: system").click()
+    expect(page.get_by_role("button", name="Theme: light")).to_be_visible()
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+    page.get_by_role("button", name="Theme: light").click()
+    assert page.evaluate(background) == "rgb(15, 20, 25)"
+    # The choice is the browser's to remember (it is no secret); back to the system's.
+    page.get_by_role("button", name="Theme: dark").click()
+    expect(page.get_by_role("button", name="Theme: system")).to_be_visible()
+
+
+def test_a_phone_width_screen_shows_cards_without_sideways_scrolling(open_page, api, screenshots):
+    user = user_id()
+    create(api, "Commutes by bike, even in the rain, and likes long rides on weekends", user,
+           topics=["transport", "hobbies"])
+    create(api, "Allergic to peanuts", user, topics=["health"])
+    page = open_page(width=390, height=844)
+    sign_in(page)
+    filter_by_user(page, user)
+    expect(rows(page)).to_have_count(2)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert rows(page).first.evaluate("row => getComputedStyle(row).display") == "block"
+    expect(rows(page).first.get_by_role("button", name="Edit")).to_be_in_viewport()
+    page.screenshot(path=screenshots / "ui-phone.png", full_page=True)

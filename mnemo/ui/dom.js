@@ -19,9 +19,14 @@ const statusBox = () => document.getElementById("status");
 const alertBox = () => document.getElementById("alert");
 
 /** Tell what happened (politely announced); ``extra`` may add a link. */
+let fading;
 export function say(message, ...extra) {
   alertBox().replaceChildren();
-  statusBox().replaceChildren(h("p", {}, message, ...extra));
+  const note = h("p", {}, message, ...extra);
+  statusBox().replaceChildren(note);
+  // A note without a link fades; one with a link stays until the next one, to be reachable.
+  clearTimeout(fading);
+  if (extra.length === 0) fading = setTimeout(() => note.remove(), 6000);
 }
 
 /** Show a refusal or failure (announced at once). */

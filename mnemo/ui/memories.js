@@ -9,6 +9,7 @@ export const listing = {
   page: 1, limit: 20, sort_by: "updated_at", sort_order: "desc",
 };
 const selected = new Set();
+const PHONE = matchMedia("(max-width: 40rem)");
 let container;
 
 /** Show the memories that match ``filters`` (e.g. one user's), from the first page. */
@@ -43,7 +44,10 @@ function filterForm() {
       .map(([value, label]) => h("option", { value, selected: f.search_mode === value }, label)));
   const limit = h("select", { name: "limit" },
     [10, 20, 50, 100].map((n) => h("option", { value: n, selected: listing.limit === n }, n)));
-  return h("form", { class: "filters", "aria-label": "Filter and search memories", onsubmit: applyFilters },
+  // Open, except on a phone, where the table comes first.
+  return h("details", { class: "filter-box", open: !PHONE.matches },
+    h("summary", {}, "Filter and search"),
+    h("form", { class: "filters", "aria-label": "Filter and search memories", onsubmit: applyFilters },
     field("f-search", "Search", h("input", { name: "search_content", value: f.search_content,
                                                 type: "search", autocomplete: "off" })),
     field("f-mode", "Search by", mode),
@@ -52,7 +56,7 @@ function filterForm() {
     field("f-team", "Team", input("team_id")),
     field("f-topics", "Topics (all of, comma-separated)", input("topics")),
     field("f-limit", "Per page", limit),
-    h("div", { class: "field buttons" }, h("button", { type: "submit" }, "Apply")));
+    h("div", { class: "field buttons" }, h("button", { type: "submit" }, "Apply"))));
 }
 
 async function applyFilters(event) {
@@ -61,6 +65,7 @@ async function applyFilters(event) {
   for (const name of Object.keys(listing.filters)) listing.filters[name] = String(form.get(name) ?? "").trim();
   listing.limit = Number(form.get("limit"));
   listing.page = 1;
+  if (PHONE.matches) event.target.closest("details").open = false;
   await load();
 }
 
