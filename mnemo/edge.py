@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from urllib.parse import parse_qs, quote, unquote_plus
+from urllib.parse import parse_qs, quote, quote_from_bytes, unquote_plus, unquote_to_bytes
 
 import orjson
 from connexion.middleware.abstract import ROUTING_CONTEXT
@@ -41,6 +41,8 @@ ACCESS_LINE = "%s %s %d %.1f ms operation=%s request_id=%s%s"
 # Paths no limit applies to: a load balancer's liveness and readiness probes must never be
 # turned away.
 UNLIMITED_PATHS = frozenset({"/health", "/ready"})
+# What in a query may stand for a comma in a value: the comma, or its percent-encoding.
+ENCODED_OR_PLAIN_COMMA = re.compile(rb",|%2[cC]")
 
 
 def request_id_of(scope: Scope) -> str | None:
@@ -282,9 +284,10 @@ class CommaSeparatedArrays:
     """Accept both serialisations of an array query parameter.
 
     Agno's client repeats the parameter (``topics=a&topics=b``); people and Agno's docs write
-    it comma-separated (``topics=a,b``). Splitting happens on the raw query string, before
-    anything is percent-decoded, so a comma that belongs to a value travels as ``%2C`` and
-    stays in it.
+    it comma-separated (``topics=a,b``). Every value is percent-decoded before it is split, as
+    Agno AgentOS does with the one value it reads, because Python's HTTP clients (httpx,
+    requests, urllib) send a comma as ``%2C``: ``topics=a%2Cb`` is ``a`` and ``b``, so an item
+    with a comma in it cannot be sent at all. The items go on re-encoded, one pair each.
     """
 
     def __init__(self, app: ASGIApp, names: frozenset[str]):
@@ -293,7 +296,7 @@ class CommaSeparatedArrays:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
-        if b"," in query:
+        if ENCODED_OR_PLAIN_COMMA.search(query):
             scope = {**scope, "query_string": self.split(query)}
         await self.app(scope, receive, send)
 
@@ -301,8 +304,12 @@ class CommaSeparatedArrays:
         pairs = []
         for pair in query.split(b"&"):
             name, equals, value = pair.partition(b"=")
-            if equals and b"," in value and unquote_plus(name.decode("latin-1")) in self.names:
-                pairs.extend(name + b"=" + item for item in value.split(b","))
+            if (equals and ENCODED_OR_PLAIN_COMMA.search(value)
+                    and unquote_plus(name.decode("latin-1")) in self.names):
+                # Bytes throughout, so a value that is not UTF-8 reaches validation as it came.
+                decoded = unquote_to_bytes(value.replace(b"+", b" "))
+                pairs.extend(name + b"=" + quote_from_bytes(item, safe="").encode("ascii")
+                             for item in decoded.split(b","))
             else:
                 pairs.append(pair)
         return b"&".join(pairs)
