@@ -64,7 +64,7 @@ export function wireConfirm() {
 export function when(timestamp) {
   if (!timestamp) return h("span", { class: "muted" }, "—");
   const date = new Date(timestamp);
-  return h("time", { datetime: timestamp, title: timestamp }, date.toLocaleString());
+  return h("time", { datetime: timestamp, title: timestamp }, date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
 }
 
 export function topicList(topics) {
