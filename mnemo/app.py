@@ -14,7 +14,7 @@ from connexion.options import SwaggerUIOptions
 
 from storage import CONNECTIONS_PER_PROCESS, Catalog
 
-from . import errors, metrics, workarounds
+from . import embedding_worker, errors, metrics, workarounds
 from .auth import Callers, bearer_security
 from .config import Settings
 from .contract import Contract
@@ -64,8 +64,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        async with assistant_tools.running():
-            yield
+        # The worker embeds the memories waiting for a vector, for as long as the app serves.
+        with embedding_worker.running(catalog):
+            async with assistant_tools.running():
+                yield
         catalog.dispose()
 
     # One handler thread per pooled database connection, for REST and MCP calls together: a

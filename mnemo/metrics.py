@@ -54,6 +54,16 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
     "Times the rate limit's shared storage (Redis) could not be reached; the worker then counts "
     "requests in its own memory for a few seconds")
 
+EMBEDDED_BY_WORKER = Counter(
+    "mnemo_embedding_worker_embedded",
+    "Memories the embedding worker embedded (made findable by meaning), by database and table",
+    ["db_id", "table"])
+EMBEDDING_FAILURES = Counter(
+    "mnemo_embedding_worker_failures",
+    "Times the embedding worker could not embed: reason model (the embedding model did not "
+    "answer), database (it could not be reached) or error (anything else, logged); it retries "
+    "with backoff", ["reason"])
+
 _counters: dict[tuple[str, int], Counter] = {}
 _timers: dict[str, Histogram] = {}
 
@@ -81,8 +91,9 @@ def watch_pools(catalog: Catalog) -> None:
 
 
 class StoredMemories:
-    """How many memories each table holds, read from the database at scrape time (the same
-    answer in every worker, so it is not kept in the workers' files)."""
+    """How many memories each table holds, and how many of them wait for an embedding, read
+    from the database at scrape time (the same answer in every worker, so it is not kept in
+    the workers' files)."""
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
@@ -90,6 +101,9 @@ class StoredMemories:
     def collect(self):
         stored = GaugeMetricFamily("mnemo_memories_stored", "Memories stored, by database and table",
                                    labels=["db_id", "table"])
+        backlog = GaugeMetricFamily("mnemo_embedding_backlog",
+                                    "Memories waiting for the embedding worker, not yet findable by "
+                                    "meaning, by database and table", labels=["db_id", "table"])
         up = GaugeMetricFamily("mnemo_database_up",
                                "1 when the database answered this scrape, 0 when it could not be reached",
                                labels=["db_id"])
@@ -98,11 +112,13 @@ class StoredMemories:
             for table, repository in database.repositories.items():
                 try:
                     stored.add_metric([database.db_id, table], repository.count())
+                    backlog.add_metric([database.db_id, table], repository.embedding_backlog())
                 except DatabaseUnavailable:
                     reached = 0
                     break
             up.add_metric([database.db_id], reached)
         yield stored
+        yield backlog
         yield up
 
 

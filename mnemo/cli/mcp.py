@@ -43,6 +43,7 @@ def mcp(config: str | None, log_level: str) -> None:
         raise WrongInput(str(error)) from None
     # Connexion, the app and the SDK load only for this command.
     from ..app import create_app
+    from ..embedding_worker import running
     from ..mcp import stdio
     from ..mcp.access import LOCAL_ADMINISTRATOR
     from ..mcp.tools import Toolbox
@@ -51,5 +52,7 @@ def mcp(config: str | None, log_level: str) -> None:
     with database_trouble(catalog, lambda error: f"cannot open the database: {reason(error)}"):
         catalog.prepare()
         app = create_app(settings, catalog=catalog, contract=contract, serves_http=False)
-        anyio.run(stdio.serve, Toolbox(contract, app.app), LOCAL_ADMINISTRATOR)
+        # No ASGI server runs the app's lifespan here, so the embedding worker is started here.
+        with running(catalog):
+            anyio.run(stdio.serve, Toolbox(contract, app.app), LOCAL_ADMINISTRATOR)
 
