@@ -99,7 +99,8 @@ def test_without_its_database_the_server_fails_fast_with_503_and_heals_in_the_sa
     try:
         body = {"memory": "Likes tea", "user_id": "u", "topics": ["drinks"]}
         kept = httpx.post(f"{base}/memories", json=body).json()
-        assert httpx.get(f"{base}/ready").json() == {"status": "ok", "databases": {"mnemo": "ok"}}
+        assert httpx.get(f"{base}/ready").json() == {"status": "ok", "databases": {"mnemo": "ok"},
+                                                     "embedding_backlog": {"mnemo": {"mnemo_memories": 0}}}
 
         cluster.stop()
         requests = [

@@ -10,13 +10,20 @@ from mnemo.app import create_app
 from mnemo.config import ConfigError, Settings
 from storage import Catalog, Database
 
-from .conftest import DB_ID, make_settings
+from .conftest import DB_ID, make_settings, stored_memory
 
 
-def test_ready_answers_ok_for_every_database_that_answers(client):
+def test_ready_answers_ok_for_every_database_that_answers_with_each_tables_embedding_backlog(
+        client, repository, table_name):
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "databases": {DB_ID: "ok"}}
+    assert response.json() == {"status": "ok", "databases": {DB_ID: "ok"},
+                               "embedding_backlog": {DB_ID: {table_name: 0}}}
+    # Embeddings are off here: what is written waits, and is counted, yet the service is ready.
+    repository.insert([stored_memory("a"), stored_memory("b")])
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.json()["embedding_backlog"] == {DB_ID: {table_name: 2}}
 
 
 def test_ready_is_503_naming_the_database_that_does_not_answer(catalog, table_name, tmp_path):
@@ -30,6 +37,8 @@ def test_ready_is_503_naming_the_database_that_does_not_answer(catalog, table_na
         assert int(response.headers["Retry-After"]) > 0
         body = response.json()
         assert body["databases"] == {DB_ID: "ok", "archive": "unavailable"}
+        # The backlog of the databases that answered, still.
+        assert body["embedding_backlog"] == {DB_ID: {table_name: 0}}
         assert (body["status"], body["error_code"]) == ("unavailable", "DATABASE_UNAVAILABLE")
         assert "archive" in body["detail"]
         # Liveness does not depend on the databases.
