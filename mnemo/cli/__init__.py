@@ -19,6 +19,7 @@ from .common import EXIT_FAILURE, EXIT_USAGE, CommandFailed, WrongInput, configu
 from .erase_user import erase_user
 from .mcp import mcp
 from .migrate import migrate
+from .reindex import reindex
 from .serve import serve
 from .spec import spec
 from .transfer import export, import_, import_agno
@@ -49,5 +50,5 @@ def main() -> None:
     configure_logging("info")
 
 
-for command in (serve, migrate, export, import_, import_agno, erase_user, spec, mcp):
+for command in (serve, migrate, reindex, export, import_, import_agno, erase_user, spec, mcp):
     main.add_command(command)
