@@ -16,23 +16,28 @@ table. A config file (``MNEMO_CONFIG`` or ``--config``) declares several::
 The first database is the default when a request names none. Secrets stay in the
 environment: the security key and the JWT verification key are never read from the file.
 Everything about who may call and how much (JWT, body, head and token limits, rate limit, CORS,
-how long a client may take to send a request), and the language model optimize-memories uses,
-comes from the environment too.
+how long a client may take to send a request), the language model optimize-memories uses, and
+the embeddings search by meaning compares, come from the environment too.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 from storage import Catalog, Database
+
+if TYPE_CHECKING:
+    from .embeddings import OpenAIEmbedder, WordLlamaEmbedder
 
 N = TypeVar("N", int, float)
 
@@ -68,6 +73,13 @@ DEFAULT_OPTIMIZE_TIMEOUT_S = 60
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 # The only provider optimize-memories reaches models through: the OpenAI-compatible API.
 MODEL_PROVIDER = "openai"
+# Where search by meaning gets its vectors (mnemo.embeddings); "none" turns it off.
+EMBEDDING_PROVIDERS = ("wordllama", "openai", "none")
+DEFAULT_EMBEDDINGS = "wordllama"
+# Storage waits on the model only in its background worker, which retries later: a slow server
+# should not hold the worker long.
+DEFAULT_EMBEDDINGS_TIMEOUT_S = 10
+DEFAULT_EMBEDDINGS_BATCH_SIZE = 64
 
 # The algorithms a JWT may be signed with: HMAC with a shared secret, or a signature checked
 # with a public key. Never "none".
@@ -201,6 +213,72 @@ def openai_model_id(name: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class EmbeddingsConfig:
+    """Where search by meaning gets its vectors: ``provider`` is ``wordllama`` (bundled,
+    in process), ``openai`` (an OpenAI-compatible embeddings API at ``base_url``, asked for
+    ``model``) or ``none`` (search by meaning off)."""
+
+    provider: str = DEFAULT_EMBEDDINGS
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = DEFAULT_EMBEDDINGS_TIMEOUT_S
+    batch_size: int = DEFAULT_EMBEDDINGS_BATCH_SIZE
+
+    def __post_init__(self):
+        if self.provider not in EMBEDDING_PROVIDERS:
+            raise ConfigError(f"MNEMO_EMBEDDINGS must be {', '.join(EMBEDDING_PROVIDERS[:-1])} or "
+                              f"{EMBEDDING_PROVIDERS[-1]}, not {self.provider!r}")
+        if not self.timeout_s > 0:
+            raise ConfigError("MNEMO_EMBEDDINGS_TIMEOUT must be a number of seconds above 0")
+        if self.batch_size < 1:
+            raise ConfigError("MNEMO_EMBEDDINGS_BATCH_SIZE must be at least 1")
+        if self.provider != "openai":
+            return
+        if not self.model:
+            raise ConfigError("MNEMO_EMBEDDINGS=openai needs MNEMO_EMBEDDINGS_MODEL, the embedding "
+                              "model's id (for example text-embedding-3-small)")
+        if self.base_url is None:
+            raise ConfigError("MNEMO_EMBEDDINGS=openai needs MNEMO_EMBEDDINGS_BASE_URL (or "
+                              "OPENAI_BASE_URL), such as https://api.openai.com/v1")
+        if not _http_url(self.base_url):
+            raise ConfigError(f"the embeddings base URL must be an http:// or https:// URL with a "
+                              f"host, not {self.base_url!r}")
+
+    def embedder(self) -> WordLlamaEmbedder | OpenAIEmbedder | None:
+        """This process's embedder for these settings (one, however often asked, from any
+        thread); None when search by meaning is off."""
+        if self.provider == "none":
+            return None
+        with _EMBEDDERS_LOCK:
+            embedder = _EMBEDDERS.get(self)
+            if embedder is None:
+                # Imported here: numpy and the provider load only in a process that embeds.
+                from . import embeddings
+
+                if self.provider == "wordllama":
+                    embedder = embeddings.WordLlamaEmbedder()
+                else:
+                    embedder = embeddings.OpenAIEmbedder(self.base_url, self.model, self.api_key,
+                                                         self.timeout_s, self.batch_size)
+                _EMBEDDERS[self] = embedder
+            return embedder
+
+
+_EMBEDDERS: dict[EmbeddingsConfig, object] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def _http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not re.search(r"\s", url)
+
+
+@dataclass(frozen=True)
 class RateLimit:
     """At most ``count`` requests per ``period_s`` seconds for each caller, counted in
     ``storage`` (this process's memory, or Redis, shared) under keys starting with ``prefix``."""
@@ -275,6 +353,7 @@ class Settings:
     log_format: str = DEFAULT_LOG_FORMAT
     idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
     model: ModelConfig = field(default_factory=ModelConfig)
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
 
     def __post_init__(self):
         if not self.databases:
@@ -300,6 +379,11 @@ class Settings:
             if database.db_id == db_id:
                 return database
         raise ConfigError(f"no database with id {db_id!r} is configured")
+
+    @property
+    def embedder(self) -> WordLlamaEmbedder | OpenAIEmbedder | None:
+        """The process's embedder (mnemo.embeddings), or None when search by meaning is off."""
+        return self.embeddings.embedder()
 
     def catalog(self) -> Catalog:
         """The configured databases, not yet opened (ValueError for a URL Mnemo cannot use)."""
@@ -337,6 +421,7 @@ class Settings:
             idempotency_ttl=timedelta(seconds=_number(env, "MNEMO_IDEMPOTENCY_TTL",
                                                       int(DEFAULT_IDEMPOTENCY_TTL.total_seconds()))),
             model=_model(env),
+            embeddings=_embeddings(env),
         )
 
 
@@ -427,6 +512,30 @@ def _model(env: Mapping[str, str]) -> ModelConfig:
         model=(env.get("MNEMO_OPTIMIZE_MODEL") or "").strip() or None,
         timeout_s=_number(env, "MNEMO_OPTIMIZE_TIMEOUT", DEFAULT_OPTIMIZE_TIMEOUT_S, float,
                           "a number of seconds"),
+    )
+
+
+def _embeddings(env: Mapping[str, str]) -> EmbeddingsConfig:
+    """The embedding provider; an OpenAI-compatible one found, as optimize-memories' model is,
+    through OPENAI_BASE_URL and OPENAI_API_KEY unless it has its own."""
+    provider = (env.get("MNEMO_EMBEDDINGS") or DEFAULT_EMBEDDINGS).strip().lower()
+    if provider != "openai":
+        for name in ("MNEMO_EMBEDDINGS_MODEL", "MNEMO_EMBEDDINGS_BASE_URL", "MNEMO_EMBEDDINGS_API_KEY",
+                     "MNEMO_EMBEDDINGS_TIMEOUT", "MNEMO_EMBEDDINGS_BATCH_SIZE"):
+            if env.get(name, "").strip():
+                raise ConfigError(f"{name} is set but MNEMO_EMBEDDINGS is not openai")
+        return EmbeddingsConfig(provider=provider)
+    model = (env.get("MNEMO_EMBEDDINGS_MODEL") or "").strip()
+    # Written as optimize-memories' model may be, openai:<id>; the id is what the server knows.
+    model_id = openai_model_id(model)
+    return EmbeddingsConfig(
+        provider=provider,
+        model=(model if model_id is None else model_id) or None,
+        base_url=(env.get("MNEMO_EMBEDDINGS_BASE_URL") or env.get("OPENAI_BASE_URL") or "").strip() or None,
+        api_key=env.get("MNEMO_EMBEDDINGS_API_KEY") or env.get("OPENAI_API_KEY") or None,
+        timeout_s=_number(env, "MNEMO_EMBEDDINGS_TIMEOUT", DEFAULT_EMBEDDINGS_TIMEOUT_S, float,
+                          "a number of seconds"),
+        batch_size=_number(env, "MNEMO_EMBEDDINGS_BATCH_SIZE", DEFAULT_EMBEDDINGS_BATCH_SIZE),
     )
 
 

@@ -14,6 +14,9 @@ from ..config import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_DATABASE_URL,
     DEFAULT_DB_ID,
+    DEFAULT_EMBEDDINGS,
+    DEFAULT_EMBEDDINGS_BATCH_SIZE,
+    DEFAULT_EMBEDDINGS_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_IDEMPOTENCY_TTL,
     DEFAULT_JWT_ALGORITHM,
@@ -82,6 +85,16 @@ ENVIRONMENT = (
     ("MNEMO_OPTIMIZE_MODEL", "The model optimize-memories uses when a request names none."),
     ("MNEMO_OPTIMIZE_TIMEOUT", "Seconds to wait for the model's answer; past them 504 "
                                f"(default {DEFAULT_OPTIMIZE_TIMEOUT_S})."),
+    ("MNEMO_EMBEDDINGS", "Where search by meaning gets its vectors: wordllama (bundled, in "
+                         "process), openai (an OpenAI-compatible embeddings API) or none (off) "
+                         f"(default {DEFAULT_EMBEDDINGS})."),
+    ("MNEMO_EMBEDDINGS_MODEL", "The embedding model's id, for openai (required there)."),
+    ("MNEMO_EMBEDDINGS_BASE_URL", "The embeddings API, for openai (default: OPENAI_BASE_URL)."),
+    ("MNEMO_EMBEDDINGS_API_KEY", "The key sent to it (default: OPENAI_API_KEY)."),
+    ("MNEMO_EMBEDDINGS_TIMEOUT", "Seconds to wait for its answer "
+                                 f"(default {DEFAULT_EMBEDDINGS_TIMEOUT_S})."),
+    ("MNEMO_EMBEDDINGS_BATCH_SIZE", "Most texts sent in one request "
+                                    f"(default {DEFAULT_EMBEDDINGS_BATCH_SIZE})."),
     ("MNEMO_VALIDATE_RESPONSES", "Check every response against the contract (default false)."),
     ("MNEMO_METRICS_TOKEN", "Bearer token for the Prometheus scraper: opens /metrics and "
                             "nothing else."),
