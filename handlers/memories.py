@@ -6,9 +6,9 @@ operation applies to (an administrator's choice, anyone else's own).
 
 from __future__ import annotations
 
-from mnemo.api_errors import MemoryNotFound, UserIdRequired
+from mnemo.api_errors import MemoryNotFound, SearchQuestionRequired, UserIdRequired
 from mnemo.auth import owner
-from mnemo.shapes import memory_json, page_json
+from mnemo.shapes import memory_json, page_json, ranked_page_json
 from storage import MemoryQuery
 
 from ._shared import etag, idempotency_key, if_match, repository
@@ -50,7 +50,10 @@ def get_memories(
     db_id=None,
     table=None,
     topics=None,
+    search_mode="substring",
 ):
+    if search_mode != "substring" and not search_content:
+        raise SearchQuestionRequired(search_mode)
     query = MemoryQuery(
         user_id=owner(token_info, user_id),
         agent_id=agent_id,
@@ -62,8 +65,10 @@ def get_memories(
         sort_order=sort_order,
         limit=limit,
         page=page,
+        search_mode=search_mode,
     )
-    return page_json(repository(db_id, table).list(query), memory_json), 200
+    found = repository(db_id, table).list(query)
+    return (page_json(found, memory_json) if found.scores is None else ranked_page_json(found)), 200
 
 
 def update_memory(memory_id, body, token_info, db_id=None, table=None):

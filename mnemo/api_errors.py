@@ -35,6 +35,14 @@ class UserIdRequired(ApiError):
         super().__init__("User ID is required")
 
 
+class SearchQuestionRequired(ApiError):
+    error_code = "SEARCH_QUESTION_REQUIRED"
+
+    def __init__(self, search_mode: str):
+        super().__init__(f"search_mode={search_mode} ranks memories by a question: "
+                         "give it in search_content")
+
+
 class Forbidden(ApiError):
     status = 403
     error_code = "FORBIDDEN"

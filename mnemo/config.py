@@ -388,7 +388,7 @@ class Settings:
     def catalog(self) -> Catalog:
         """The configured databases, not yet opened (ValueError for a URL Mnemo cannot use)."""
         return Catalog([Database.connect(database.db_id, database.url, list(database.tables),
-                                         self.idempotency_ttl)
+                                         self.idempotency_ttl, self.embedder)
                         for database in self.databases])
 
     @classmethod

@@ -20,6 +20,7 @@ from storage import (
     IdempotencyConflict,
     IdempotencyKeyReused,
     MemoriesChanged,
+    SemanticSearchUnavailable,
     TableWithoutDatabase,
     VersionMismatch,
 )
@@ -160,6 +161,15 @@ def on_memories_changed(request, _error: MemoriesChanged) -> ConnexionResponse:
                       "MEMORIES_CHANGED")
 
 
+def on_search_unavailable(request, error: SemanticSearchUnavailable) -> ConnexionResponse:
+    if error.code == "EMBEDDING_MODEL_UNAVAILABLE":
+        log.error("request %s: %s", request_id(request), error, extra=about(request))
+        return json_error(request, 503, "The embedding model cannot embed the question right now; "
+                          "retry shortly, or search with search_mode=substring", error.code,
+                          headers={"Retry-After": str(RETRY_AFTER_S)})
+    return json_error(request, 400, str(error), error.code)
+
+
 def on_api_error(request, error: ApiError) -> ConnexionResponse:
     return json_error(request, error.status, error.detail, error.error_code, error.headers, error.extra)
 
@@ -179,6 +189,7 @@ def handlers(contract: Contract) -> list[tuple[type[Exception], object]]:
         (VersionMismatch, on_version_mismatch),
         (IdempotencyConflict, on_idempotency_conflict),
         (MemoriesChanged, on_memories_changed),
+        (SemanticSearchUnavailable, on_search_unavailable),
         (ApiError, on_api_error),
         (Exception, on_unexpected),
     ]

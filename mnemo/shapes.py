@@ -29,6 +29,14 @@ def memory_json(memory: Memory) -> dict:
     }
 
 
+def ranked_page_json(page: Page) -> dict:
+    """A page of a ranked search: each memory with its score."""
+    answer = page_json(page, memory_json)
+    for item, score in zip(answer["data"], page.scores or (), strict=True):
+        item["score"] = score
+    return answer
+
+
 def history_entry_json(entry: HistoryEntry) -> dict:
     return {
         "version": entry.version,

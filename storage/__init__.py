@@ -26,6 +26,7 @@ from .model import (
     utcnow,
 )
 from .repository import MemoryRepository
+from .vectors import RANKED_DEPTH, Embedder, SemanticSearchUnavailable
 
 __all__ = [
     "CONNECTIONS_PER_PROCESS",
@@ -44,6 +45,9 @@ __all__ = [
     "MemoryQuery",
     "MemoryRepository",
     "Page",
+    "RANKED_DEPTH",
+    "SemanticSearchUnavailable",
+    "Embedder",
     "SchemaBehind",
     "SchemaError",
     "SchemaUnknown",

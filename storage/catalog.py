@@ -19,6 +19,7 @@ from .family import DEFAULT_IDEMPOTENCY_TTL
 from .migration import FamilyState, SchemaBehind, SchemaUnknown, Status
 from .repository import MemoryRepository
 from .schema import memory_tables
+from .vectors import Embedder
 
 
 class CatalogError(Exception):
@@ -48,12 +49,13 @@ class Database:
 
     @classmethod
     def connect(cls, db_id: str, url: str, tables: list[str],
-                idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL) -> Database:
+                idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL,
+                embedder: Embedder | None = None) -> Database:
         engine = create_engine(url)
         database = cls(db_id=db_id, engine=engine)
         for name in tables:
             database.repositories[name] = MemoryRepository(
-                engine, memory_tables(database.metadata, name), idempotency_ttl
+                engine, memory_tables(database.metadata, name), idempotency_ttl, embedder
             )
         return database
 
@@ -95,8 +97,12 @@ class Database:
                                         if s.status in (Status.BEHIND, Status.UNVERSIONED, Status.UNSYNCED)],
                          "; run `mnemo migrate` (with the same settings), or `mnemo serve --migrate`")
         # Each family is re-read under the migration lock: another process may have got there first.
-        return [migration.upgrade(self.engine, state.table, create_only=not migrate)
-                if state.status is not Status.CURRENT else state for state in states]
+        before = [migration.upgrade(self.engine, state.table, create_only=not migrate)
+                  if state.status is not Status.CURRENT else state for state in states]
+        with migration.locked(self.engine) as connection:
+            for repository in self.repositories.values():
+                repository.vectors.prepare(connection)
+        return before
 
     def watch_connections(self, taken: Callable[[], None], returned: Callable[[], None]) -> int | None:
         """Call ``taken`` each time a request takes a connection from the pool and ``returned``

@@ -25,6 +25,8 @@ except ImportError:  # not POSIX: writers queue on SQLite's own lock alone
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
+from .vector_extensions import load_sqlite_vec, register_sqlite_vec
+
 log = logging.getLogger(__name__)
 
 # How long a SQLite writer waits for another process's write lock before giving up. Writes
@@ -98,6 +100,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     )
 
     _writer_queues[engine] = WriterQueue(None if in_memory else url.database)
+    register_sqlite_vec()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -110,6 +113,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
+        _record.info["sqlite_vec"] = load_sqlite_vec(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):

@@ -14,6 +14,7 @@ from .database import several_statement_reads, single_statement_reads, snapshot_
 from .locks import UserLocks
 from .model import Memory
 from .schema import MemoryTables
+from .vectors import Embedder, VectorStore
 
 # How long an idempotency key is remembered unless the repository is told otherwise.
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -23,7 +24,7 @@ class Family:
     """One memory table family on one engine; storage.reads and storage.writes build on it."""
 
     def __init__(self, engine: sa.Engine, tables: MemoryTables,
-                 idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL):
+                 idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL, embedder: Embedder | None = None):
         self._engine = engine
         self.tables = tables
         self.idempotency_ttl = idempotency_ttl
@@ -31,6 +32,7 @@ class Family:
         self._several_statements = several_statement_reads(engine)
         self._one_snapshot = snapshot_reads(engine)
         self._locks = UserLocks(tables.name, engine.dialect.name)
+        self.vectors = VectorStore(engine, tables, embedder, self._locks)
         memories, topics, changes = tables.memories, tables.topics, tables.changes
         self._changes_so_far = sa.select(sa.func.coalesce(sa.func.sum(changes.c.changes), 0))
         self._counts = RememberedCounts(self._changes_so_far)

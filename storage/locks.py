@@ -69,3 +69,8 @@ class UserLocks:
             conn.execute(self._whole_family)
         else:
             conn.execute(self._users, {"keys": keys})
+
+    def lock_family(self, conn: sa.Connection) -> None:
+        """Hold the whole family's write lock, which no writer of any user holds meanwhile."""
+        if self._enabled:
+            conn.execute(self._whole_family)

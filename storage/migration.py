@@ -45,7 +45,8 @@ _BASELINE_COLUMNS = {
     "_user_stats": {"user_id", "total_memories", "last_memory_updated_at"},
 }
 # Every table of a family at head, by suffix: the baseline's and those later revisions added.
-_FAMILY_SUFFIXES = (*_BASELINE_COLUMNS, "_history", "_idempotency", "_changes")
+_FAMILY_SUFFIXES = (*_BASELINE_COLUMNS, "_history", "_idempotency", "_changes", "_vectors",
+                    "_embedding_queue", "_embedding_model")
 
 
 class Status(enum.Enum):
@@ -200,7 +201,8 @@ def _search_in_step(connection: sa.Connection, table: str) -> bool:
     search, trigger, index = postgresql_search_objects(table)
     return connection.execute(sa.text(
         "SELECT to_regclass(quote_ident(:search)) IS NOT NULL "
-        "AND to_regclass(quote_ident(:index)) IS NOT NULL "
+        "AND (to_regclass(quote_ident(:index)) IS NOT NULL "
+        "     OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_trgm')) "
         "AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass(quote_ident(:table)) "
         # 'O' fires in ordinary sessions, 'A' always; 'D' never, 'R' only under replication.
         "AND tgname = :trigger AND tgenabled IN ('O', 'A'))"),

@@ -94,6 +94,8 @@ class Page:
     limit: int
     total_count: int
     search_time_ms: float
+    # A ranked search's score for each item, in order; None for a list in a sort order.
+    scores: list[float] | None = None
 
     @property
     def total_pages(self) -> int:
@@ -113,6 +115,8 @@ class MemoryQuery:
     sort_order: str = "desc"
     limit: int = 20
     page: int = 1
+    # substring: filter by search_content, in sort order; semantic and hybrid: rank by it.
+    search_mode: str = "substring"
 
 
 

@@ -14,6 +14,7 @@ from .family import DEFAULT_IDEMPOTENCY_TTL, Family, memory_from_row
 from .model import HistoryEntry, Memory, MemoryQuery, Page, UserStats, unique_topics
 from .queries import EXACT_FILTERS, INDEXED, LIKE, ListStatements, search_table
 from .schema import MemoryTables
+from .vectors import Embedder, Filters, SemanticSearchUnavailable, fused
 
 # The search indexes work on trigrams: shorter needles are matched by scanning.
 TRIGRAM = 3
@@ -23,8 +24,8 @@ EVERY_MEMORY = ("every memory",)
 
 class MemoryReads(Family):
     def __init__(self, engine: sa.Engine, tables: MemoryTables,
-                 idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL):
-        super().__init__(engine, tables, idempotency_ttl)
+                 idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL, embedder: Embedder | None = None):
+        super().__init__(engine, tables, idempotency_ttl, embedder)
         memories, topics = tables.memories, tables.topics
         user_stats, history = tables.user_stats, tables.history
         self._search = search_table(tables.name, engine.dialect.name)
@@ -105,6 +106,8 @@ class MemoryReads(Family):
     @unavailable_as_error(read=True)
     def list(self, query: MemoryQuery) -> Page:
         started = time.perf_counter()
+        if query.search_mode != "substring":
+            return self._ranked(query, started)
         filters = tuple(name for name in EXACT_FILTERS if getattr(query, name) is not None)
         topics = unique_topics(query.topics)
         needle = query.search_content.casefold() if query.search_content else None
@@ -126,6 +129,38 @@ class MemoryReads(Family):
                                                  query.sort_order)
                 items = self._with_topics(conn, conn.execute(statement, parameters).all())
         return Page(items, query.page, query.limit, total, _ms_since(started))
+
+    def _ranked(self, query: MemoryQuery, started: float) -> Page:
+        """A page of the memories that match the filters, ranked by ``search_content``: by
+        meaning (semantic), or by meaning and words fused (hybrid); best first."""
+        vectors = self.vectors
+        with self._one_snapshot.begin() as conn:
+            refusal = vectors.unavailable(conn)
+        if refusal is not None:
+            raise refusal
+        question = query.search_content or ""
+        try:
+            # Outside any transaction: a remote model may take its time.
+            embedded = vectors.embedder.embed([question])[0]
+        except Exception as error:
+            raise SemanticSearchUnavailable(
+                "EMBEDDING_MODEL_UNAVAILABLE",
+                f"the embedding model could not embed the question: {error}") from error
+        filters = Filters(query.user_id, query.agent_id, query.team_id, tuple(unique_topics(query.topics)))
+        offset = (query.page - 1) * query.limit
+        with self._one_snapshot.begin() as conn:
+            ranked = vectors.nearest(conn, embedded, filters)
+            if query.search_mode == "hybrid":
+                ranked = fused(ranked, vectors.by_words(conn, question, filters))
+            chosen = ranked[offset:offset + query.limit]
+            m = self.tables.memories
+            rows = conn.execute(sa.select(*self._memory_columns).where(
+                m.c.memory_id.in_([item.memory_id for item in chosen]))).all() if chosen else []
+            found = {memory.memory_id: memory for memory in self._with_topics(conn, rows)}
+        # A memory deleted between the ranking and the read is left out of the page.
+        items = [(found[item.memory_id], item.score) for item in chosen if item.memory_id in found]
+        return Page([memory for memory, _ in items], query.page, query.limit, len(ranked),
+                    _ms_since(started), scores=[score for _, score in items])
 
     def _walk(self, conn: sa.Connection, counts: CountsAt, query: MemoryQuery, narrowed: bool,
               total: int, offset: int) -> bool:

@@ -15,6 +15,21 @@ class MemoryRepository(MemoryReads, MemoryWrites):
     """The memories of one table family: ``MemoryRepository(engine, tables, idempotency_ttl)``."""
 
     @unavailable_as_error
+    def embedding_backlog(self) -> int:
+        """How many memories wait for their embedding."""
+        return self.vectors.backlog()
+
+    @unavailable_as_error
+    def embed_backlog(self, limit: int = 64) -> int:
+        """Embed up to ``limit`` waiting memories; how many were embedded. The embedding
+        model's own errors propagate."""
+        return self.vectors.embed_queued(limit)
+
+    def reindex(self, dimension: int, progress=None, batch: int = 256) -> int:
+        """Re-embed the family with this repository's model (see VectorStore.reindex)."""
+        return unavailable_as_error(self.vectors.reindex)(dimension, progress, batch)
+
+    @unavailable_as_error
     def refresh_statistics(self) -> None:
         """Let the query planner see the tables as they are now (see database.after_bulk_load).
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 # Identifiers and topics are indexed; PostgreSQL refuses B-tree entries over ~2.7 kB, so the
 # API caps them (the contract says so) and the columns say the same.
@@ -77,7 +78,8 @@ def _postgresql_search_ddl(name: str) -> list[str]:
     memories, search, sync, index = _postgresql_names(name)
     return [
         f"CREATE TABLE {search} {_SEARCH_COLUMNS}",
-        f"CREATE INDEX {index} ON {search} USING gin (memory_folded gin_trgm_ops)",
+        _if_trigrams(f"CREATE INDEX {index} ON {search} USING gin (memory_folded gin_trgm_ops)"),
+        _postgresql_words_index(name),
         f"CREATE FUNCTION {sync}() {_sync_function_body(search)}",
         f"CREATE TRIGGER {sync} {_sync_trigger_clause(memories, sync)}",
     ]
@@ -96,7 +98,9 @@ def postgresql_search_repair(name: str) -> list[str]:
     _, trigger, _ = postgresql_search_objects(name)
     return [
         f"CREATE TABLE IF NOT EXISTS {search} {_SEARCH_COLUMNS}",
-        f"CREATE INDEX IF NOT EXISTS {index} ON {search} USING gin (memory_folded gin_trgm_ops)",
+        _if_trigrams(f"CREATE INDEX IF NOT EXISTS {index} ON {search} "
+                     "USING gin (memory_folded gin_trgm_ops)"),
+        _postgresql_words_index(name, if_not_exists=True),
         f"CREATE OR REPLACE FUNCTION {sync}() {_sync_function_body(search)}",
         f"DO $repair$ BEGIN "
         f"IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '{memories}'::regclass "
@@ -112,6 +116,32 @@ def postgresql_search_repair(name: str) -> list[str]:
 
 
 _SEARCH_COLUMNS = "(id BIGINT PRIMARY KEY, memory_folded TEXT NOT NULL)"
+
+
+def _if_trigrams(statement: str) -> str:
+    """``statement``, run only where pg_trgm is installed: a server without it (a minimal
+    build) serves substring search by scanning the search table instead."""
+    return (f"DO $trigrams$ BEGIN IF EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_trgm') "
+            f"THEN EXECUTE $statement${statement}$statement$; END IF; END $trigrams$")
+
+# The text search configuration of the word index: 'simple' splits words and nothing else
+# (no stemming, no stop words, so every language is treated alike), and the text it reads is
+# already case-folded by Python, which PostgreSQL's lower() under the C locale is not.
+WORDS_CONFIGURATION = "simple"
+
+
+def postgresql_words_vector(column: str) -> str:
+    """The expression the word index holds, written as every query must write it to use it."""
+    return f"to_tsvector('{WORDS_CONFIGURATION}'::regconfig, {column})"
+
+
+def _postgresql_words_index(name: str, if_not_exists: bool = False) -> str:
+    """A GIN index of the words of each memory's folded text, which hybrid search ranks by
+    (ts_rank_cd) beside meaning."""
+    _, search, _, _ = _postgresql_names(name)
+    exists = "IF NOT EXISTS " if if_not_exists else ""
+    return (f'CREATE INDEX {exists}"ix_{name}_words" ON {search} '
+            f"USING gin (({postgresql_words_vector('memory_folded')}))")
 
 
 def _sync_function_body(search: str) -> str:
@@ -165,6 +195,27 @@ def _sqlite_search_ddl(name: str) -> list[str]:
     ]
 
 
+def sqlite_words_ddl(name: str) -> list[str]:
+    """SQLite's word index for family ``name``: an FTS5 table of the words of the folded text
+    (Unicode-aware tokenizer, diacritics kept as written), storing none of the text, which
+    hybrid search ranks by (bm25) beside meaning; kept in step by triggers like the search
+    table."""
+    words = f"{name}_words"
+    return [
+        f"CREATE VIRTUAL TABLE {words} USING fts5(memory_folded, content='{name}', "
+        f"content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+        f"CREATE TRIGGER {words}_insert AFTER INSERT ON {name} BEGIN "
+        f"INSERT INTO {words}(rowid, memory_folded) VALUES (new.id, new.memory_folded); END",
+        f"CREATE TRIGGER {words}_delete AFTER DELETE ON {name} BEGIN "
+        f"INSERT INTO {words}({words}, rowid, memory_folded) "
+        f"VALUES ('delete', old.id, old.memory_folded); END",
+        f"CREATE TRIGGER {words}_update AFTER UPDATE OF memory_folded ON {name} BEGIN "
+        f"INSERT INTO {words}({words}, rowid, memory_folded) "
+        f"VALUES ('delete', old.id, old.memory_folded); "
+        f"INSERT INTO {words}(rowid, memory_folded) VALUES (new.id, new.memory_folded); END",
+    ]
+
+
 def _search_index(memories: sa.Table) -> None:
     """A table that answers substring search on the folded text without reading every memory.
 
@@ -174,14 +225,18 @@ def _search_index(memories: sa.Table) -> None:
     matched by scanning.
     """
     name = memories.name
-    for dialect, statements in (("sqlite", _sqlite_search_ddl(name)),
+    for dialect, statements in (("sqlite", _sqlite_search_ddl(name) + sqlite_words_ddl(name)),
                                 ("postgresql", _postgresql_search_ddl(name))):
         for statement in statements:
             sa.event.listen(memories, "after_create", sa.DDL(statement).execute_if(dialect=dialect))
-    sa.event.listen(memories, "before_create",
-                    sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"))
+    sa.event.listen(memories, "before_create", sa.DDL(
+        "DO $trigrams$ BEGIN IF EXISTS (SELECT FROM pg_available_extensions WHERE name = 'pg_trgm') "
+        "THEN CREATE EXTENSION IF NOT EXISTS pg_trgm; END IF; END $trigrams$"
+    ).execute_if(dialect="postgresql"))
     sa.event.listen(memories, "after_drop",
                     sa.DDL(f"DROP TABLE IF EXISTS {name}_search").execute_if(dialect="sqlite"))
+    sa.event.listen(memories, "after_drop",
+                    sa.DDL(f"DROP TABLE IF EXISTS {name}_words").execute_if(dialect="sqlite"))
     for statement in _postgresql_search_drop(name):
         sa.event.listen(memories, "before_drop", sa.DDL(statement).execute_if(dialect="postgresql"))
 
@@ -197,6 +252,9 @@ class MemoryTables:
     history: sa.Table
     idempotency: sa.Table
     changes: sa.Table
+    vectors: sa.Table
+    embedding_queue: sa.Table
+    embedding_model: sa.Table
 
 
 def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
@@ -320,5 +378,41 @@ def memory_tables(metadata: sa.MetaData, name: str) -> MemoryTables:
         sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("changes", sa.BigInteger, nullable=False),
     )
+    # Search by meaning. Each memory's embedding, derived from its text by the model the
+    # family records: float32 bytes on SQLite (sqlite-vec reads them as they are), a real[]
+    # on PostgreSQL, which needs no extension to store and which pgvector casts to its vector
+    # type, so memories are embedded even before pgvector is installed. A vector goes with its
+    # memory (ON DELETE CASCADE, in the delete's own transaction) and is dropped by the write
+    # that changes the memory's text.
+    vectors = sa.Table(
+        f"{name}_vectors",
+        metadata,
+        sa.Column("memory_id", ident, sa.ForeignKey(memories.c.memory_id, ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("embedding", sa.LargeBinary().with_variant(postgresql.ARRAY(sa.REAL), "postgresql"),
+                  nullable=False),
+    )
+    # Memories waiting for an embedding: written by the same transaction as the memory when
+    # the model cannot embed inside it (a remote provider, or one that failed), and taken by
+    # the embedding worker; its size is the backlog /metrics and /ready report.
+    embedding_queue = sa.Table(
+        f"{name}_embedding_queue",
+        metadata,
+        sa.Column("memory_id", ident, sa.ForeignKey(memories.c.memory_id, ondelete="CASCADE"),
+                  primary_key=True),
+    )
+    # Which model made the family's vectors (one row, or none before the first): vectors of
+    # two models cannot be compared, so a server with another model refuses search by meaning
+    # until `mnemo reindex` has re-embedded everything.
+    embedding_model = sa.Table(
+        f"{name}_embedding_model",
+        metadata,
+        sa.Column("slot", sa.Integer, sa.CheckConstraint("slot = 1", name=f"ck_{name}_embedding_model_one"),
+                  primary_key=True, autoincrement=False),
+        sa.Column("model", sa.String(IDENTIFIER_LENGTH), nullable=False),
+        sa.Column("dimension", sa.Integer, nullable=False),
+        sa.Column("recorded_at", UtcDateTime, nullable=False),
+    )
     return MemoryTables(name=name, memories=memories, topics=topics, user_stats=user_stats,
-                        history=history, idempotency=idempotency, changes=changes)
+                        history=history, idempotency=idempotency, changes=changes, vectors=vectors,
+                        embedding_queue=embedding_queue, embedding_model=embedding_model)

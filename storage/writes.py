@@ -34,6 +34,7 @@ from .model import (
     utcnow,
 )
 from .schema import MemoryTables
+from .vectors import Embedder
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 # Expired keys each keyed create purges at most: more than it adds, so the table cannot grow
@@ -54,8 +55,8 @@ class _OwnersChanged(Exception):
 
 class MemoryWrites(Family):
     def __init__(self, engine: sa.Engine, tables: MemoryTables,
-                 idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL):
-        super().__init__(engine, tables, idempotency_ttl)
+                 idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL, embedder: Embedder | None = None):
+        super().__init__(engine, tables, idempotency_ttl, embedder)
         self._writer = engine.execution_options(**{WRITES: True})
         # Creates made at the same time share a commit (and its flush to disk).
         self._creates = commits(engine, self._writing, self._insert_created)
@@ -295,6 +296,8 @@ class MemoryWrites(Family):
             conn.execute(self._add_to_user,
                          {"user_id": user_id, "delta": 0, "updated_at": updated_at})
             updated = replace(current, memory=memory, topics=topics, updated_at=updated_at)
+            if memory != current.memory:
+                self.vectors.stored(conn, [updated], text_changed=True)
             self._record(conn, "update", [updated], updated_at)
         return updated
 
@@ -443,6 +446,7 @@ class MemoryWrites(Family):
                       for row in self._topic_rows(item)]
         if topic_rows:
             conn.execute(self._insert_topics, topic_rows)
+        self.vectors.stored(conn, memories)
         self._record(conn, "create", memories, None, fresh_ids)
 
     def _record(self, conn: sa.Connection, event: str, memories: Sequence[Memory],

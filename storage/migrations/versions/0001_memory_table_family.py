@@ -35,8 +35,11 @@ def upgrade() -> None:
     ident = sa.String(IDENTIFIER_LENGTH)
     instant = sa.DateTime(timezone=True)
 
-    if dialect == "postgresql":
-        # Shared by every family in the database, so never dropped by a downgrade.
+    # Shared by every family in the database, so never dropped by a downgrade. A server
+    # without it (a minimal build) serves substring search by scanning instead.
+    trigrams = dialect == "postgresql" and op.get_bind().exec_driver_sql(
+        "SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'pg_trgm')").scalar()
+    if trigrams:
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.create_table(
         name,
@@ -54,10 +57,10 @@ def upgrade() -> None:
     for columns in SORT_INDEXES:
         op.create_index(f"ix_{name}_{'_'.join(c for c in columns if c != 'memory_id')}", name,
                         list(columns))
-    if dialect == "postgresql":
+    if trigrams:
         op.create_index(f"ix_{name}_search", name, ["memory_folded"], postgresql_using="gin",
                         postgresql_ops={"memory_folded": "gin_trgm_ops"})
-    else:
+    elif dialect == "sqlite":
         for statement in _sqlite_search(name):
             op.execute(statement)
 
