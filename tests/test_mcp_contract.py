@@ -63,8 +63,9 @@ def test_a_tool_is_read_only_exactly_when_its_operation_needs_only_the_read_scop
     assert tool.read_only == (scopes == {"memories:read"})
 
 
-def test_search_memories_says_substring_until_the_contract_offers_search_by_meaning(contract):
-    # When GET /memories gains search_mode, search_memories should search by meaning when it
-    # can, and say so in its answer's "search": this fails on that day to say it is time.
-    names = {parameter.name for parameter in contract.operation("get_memories").parameters}
-    assert "search_mode" not in names
+def test_search_memories_asks_for_the_ranked_mode_the_contract_offers(contract):
+    from mnemo.mcp.tools import RANKED, UNRANKED
+
+    mode = next(parameter for parameter in contract.operation("get_memories").parameters
+                if parameter.name == "search_mode")
+    assert {RANKED, UNRANKED} <= set(mode.schema["enum"]) and mode.schema["default"] == UNRANKED

@@ -25,6 +25,8 @@ class ToolSpec:
     required: tuple[str, ...] = ()
     read_only: bool = False
     destructive: bool = False
+    # Ranks by meaning and words (search_mode=hybrid) where the server can, by substring where not.
+    ranked: bool = False
 
 
 USER_ID_NOTE = (
@@ -49,15 +51,19 @@ TOOLS = (
         name="search_memories",
         operation_id="get_memories",
         description=(
-            "Find the memories that match a query, most recently updated first. The answer's "
-            "\"search\" says how it searched: \"substring\" finds memories containing the query "
-            "text (ignoring case), so search with a distinctive word or two (\"coffee\"), not a "
-            "sentence. Narrow with topics (a memory must carry all of them)." + USER_ID_NOTE
+            "Find the memories that answer a question, best first. The answer's \"search\" says "
+            "how it searched: \"hybrid\" ranks memories by meaning and by shared words, so ask in "
+            "plain words (\"what does the user drink in the morning?\"), and each memory carries "
+            "its score (higher is better); \"substring\", where this server cannot search by "
+            "meaning, finds only memories containing the query text (ignoring case): then search "
+            "with a distinctive word or two (\"coffee\"). Narrow with topics (a memory must carry "
+            "all of them)." + USER_ID_NOTE
         ),
         arguments={"query": ("query", "search_content"), "user_id": ("query", "user_id"),
                    "topics": ("query", "topics"), "limit": ("query", "limit")},
         required=("query",),
         read_only=True,
+        ranked=True,
     ),
     ToolSpec(
         name="list_memories",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import mcp_types as types
 import orjson
 
-from storage import CONNECTIONS_PER_PROCESS
+from storage import CONNECTIONS_PER_PROCESS, SemanticSearchUnavailable
 
 from .. import errors
 from ..contract import Contract, Operation
@@ -33,10 +33,9 @@ from .catalog import BODY, TOOLS, ToolSpec
 
 log = logging.getLogger("mnemo")
 
-# How search_memories searched. GET /memories searches by substring only; when the contract
-# gains a way to search by meaning, the tool asks for it and says so here
-# (tests/test_mcp_contract.py fails on the day get_memories declares search_mode).
-SEARCHED_BY = "substring"
+# How a ranked tool asks GET /memories to search, and what it falls back to where the server
+# cannot search by meaning (embeddings off, no vector extension, a table awaiting reindex).
+RANKED, UNRANKED = "hybrid", "substring"
 
 
 class ToolError(Exception):
@@ -121,7 +120,7 @@ def memories(page: dict) -> list[dict]:
 ANSWERS: dict[str, Callable[[object, dict], dict]] = {
     "add_memory": lambda body, _arguments: compact_memory(body),
     "search_memories": lambda body, _arguments: {
-        "search": SEARCHED_BY, "memories": memories(body), "total_count": body["meta"]["total_count"]},
+        "memories": memories(body), "total_count": body["meta"]["total_count"]},
     "list_memories": lambda body, _arguments: {
         "memories": memories(body), "page": body["meta"]["page"],
         "total_pages": body["meta"]["total_pages"], "total_count": body["meta"]["total_count"]},
@@ -176,10 +175,16 @@ class Toolbox:
             # handler finds the app's storage through it, and no header (If-Match,
             # Idempotency-Key) a tool does not offer.
             with self.flask_app.test_request_context():
-                answer = tool.handler(**handler_arguments(tool, arguments), token_info=caller)
+                passed = handler_arguments(tool, arguments)
+                if not tool.spec.ranked:
+                    return ANSWERS[name](tool.handler(**passed, token_info=caller)[0], arguments)
+                try:
+                    searched, answer = RANKED, tool.handler(**passed, search_mode=RANKED, token_info=caller)
+                except SemanticSearchUnavailable:
+                    searched, answer = UNRANKED, tool.handler(**passed, token_info=caller)
         except Exception as error:  # every failure, shaped as REST shapes it
             raise ToolError(self.error_body(error)) from None
-        return ANSWERS[name](answer[0], arguments)
+        return {"search": searched, **ANSWERS[name](answer[0], arguments)}
 
     def error_body(self, error: Exception) -> dict:
         for error_class, shape in self.error_shapes:
