@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -126,6 +127,25 @@ WRITES: list[Callable] = [create, create_once, update, conditional_update, delet
 
 # -- what must hold after every round ---------------------------------------------------------
 
+class TextDigestEmbedder:
+    """A remote model in miniature (the worker embeds what writes queue), whose vector is a
+    digest of the text: a stored vector shows which text it was made from."""
+
+    model, dimension, inline = "test/text-digest", 8, False
+
+    def embed(self, texts):
+        return np.array([vector_of(text) for text in texts], dtype=np.float32)
+
+
+def vector_of(text: str) -> np.ndarray:
+    vector = np.frombuffer(uuid.uuid5(uuid.NAMESPACE_OID, text).bytes, dtype=np.uint16)[:8].astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def embed_backlog(repository, state: Round) -> None:
+    repository.embed_backlog(limit=3)
+
+
 def assert_consistent(repository, state: Round) -> None:
     tables = repository.tables
     m, t, s, h, k = tables.memories, tables.topics, tables.user_stats, tables.history, tables.idempotency
@@ -142,6 +162,11 @@ def assert_consistent(repository, state: Round) -> None:
         for row in conn.execute(sa.select(h).where(h.c.user_id == user).order_by(h.c.memory_id, h.c.version)):
             history.setdefault(row.memory_id, []).append(row)
         keys = conn.execute(sa.select(k).where(k.c.user_id == user)).all()
+        v, q = tables.vectors, tables.embedding_queue
+        vectors = dict(conn.execute(sa.select(v.c.memory_id, v.c.embedding)
+                                    .where(v.c.memory_id.in_(list(memories)))).all())
+        queued = set(conn.execute(sa.select(q.c.memory_id)
+                                  .where(q.c.memory_id.in_(list(memories)))).scalars())
 
     # The summary counts exactly the memories there are, and is there only while there are some.
     if memories:
@@ -168,6 +193,16 @@ def assert_consistent(repository, state: Round) -> None:
             raise AssertionError(f"acknowledged memory {memory_id} is gone and nothing removed it")
         if memory_id not in memories and not history.get(memory_id):
             assert state.erased, f"memory {memory_id} vanished with its history but no erase ran"
+    # Every memory is embedded, from the text it holds now, or waits for it; nothing else does
+    # (a vector or queue entry of a gone memory would violate its foreign key).
+    for memory_id, row in memories.items():
+        assert memory_id in vectors or memory_id in queued, f"memory {memory_id} neither embedded nor queued"
+        if memory_id in vectors:
+            stored = vectors[memory_id]
+            if isinstance(stored, bytes):  # SQLite's float32 bytes; PostgreSQL's real[] is a list
+                stored = np.frombuffer(stored, dtype=np.float32)
+            assert np.allclose(stored, vector_of(row.memory), atol=1e-6), \
+                f"memory {memory_id}'s vector was made from another text than it holds"
     # The API's views agree with the rows.
     page = repository.list(MemoryQuery(user_id=user, limit=500))
     assert page.total_count == len(page.items) == len(memories)
@@ -232,6 +267,25 @@ def test_an_erase_racing_creates_of_the_same_user_ends_as_a_serial_order(reposit
 @pytest.mark.slow
 def test_any_writes_racing_on_one_user_end_as_a_serial_order(repository):
     stress(repository, lambda chooser: chooser.choices(WRITES, k=WRITERS))
+
+
+@pytest.mark.slow
+def test_writes_racing_the_embedding_worker_leave_every_memory_embedded_from_its_own_text_or_queued(
+        database_url, table_name):
+    from storage import Catalog, Database
+
+    from .conftest import DB_ID, drop_tables
+
+    database = Database.connect(DB_ID, database_url, [table_name], embedder=TextDigestEmbedder())
+    database.prepare()
+    catalog = Catalog([database])
+    try:
+        writes = [update, conditional_update, create, delete, erase, import_batch, optimize]
+        stress(catalog.repository(),
+               lambda chooser: [embed_backlog, embed_backlog, *chooser.choices(writes, k=2)], rounds=150)
+    finally:
+        catalog.dispose()
+        drop_tables(database_url, table_name)
 
 
 def test_an_erase_removes_the_users_idempotency_keys(repository):
