@@ -61,6 +61,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None,
     if catalog is None:
         catalog = settings.catalog()
         catalog.prepare()
+        if settings.embeddings.provider != "none":
+            for database in catalog.databases.values():
+                missing = database.search_by_meaning_missing()
+                if missing:
+                    log.warning("database %r: search by meaning is unavailable: %s", database.db_id, missing)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

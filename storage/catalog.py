@@ -19,6 +19,7 @@ from .family import DEFAULT_IDEMPOTENCY_TTL
 from .migration import FamilyState, SchemaBehind, SchemaUnknown, Status
 from .repository import MemoryRepository
 from .schema import memory_tables
+from .vector_extensions import PGVECTOR_MISSING, SQLITE_VEC_MISSING, has_sqlite_vec, pgvector_missing
 from .vectors import Embedder
 
 
@@ -103,6 +104,14 @@ class Database:
             for repository in self.repositories.values():
                 repository.vectors.prepare(connection)
         return before
+
+    @unavailable_as_error
+    def search_by_meaning_missing(self) -> str | None:
+        """What this database lacks for search by meaning (what to install), or None."""
+        with self.engine.connect() as connection:
+            if self.engine.dialect.name == "postgresql":
+                return PGVECTOR_MISSING if pgvector_missing(connection) else None
+            return None if has_sqlite_vec(connection) else SQLITE_VEC_MISSING
 
     def watch_connections(self, taken: Callable[[], None], returned: Callable[[], None]) -> int | None:
         """Call ``taken`` each time a request takes a connection from the pool and ``returned``

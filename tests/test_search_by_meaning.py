@@ -321,3 +321,21 @@ def test_the_search_memories_tool_searches_by_meaning_where_the_server_can(meani
                 assert found["memories"] == []
             client.delete("/users/ben/memories")
     drop_tables(meaning_url, table_name)
+
+
+@pytest.mark.postgres
+def test_mnemo_migrate_says_what_search_by_meaning_lacks_on_a_postgresql_without_pgvector(
+        table_name, monkeypatch, capsys):
+    from .command_line import run_mnemo
+
+    if not POSTGRES_URL:
+        pytest.skip("MNEMO_TEST_POSTGRES_URL is not set")
+    monkeypatch.delenv("MNEMO_CONFIG", raising=False)
+    monkeypatch.setenv("MNEMO_DATABASE_URL", POSTGRES_URL)
+    monkeypatch.setenv("MNEMO_TABLE", table_name)
+    try:
+        assert run_mnemo(["migrate"]) == 0
+        err = capsys.readouterr().err
+        assert "search by meaning is unavailable" in err and "pgvector" in err
+    finally:
+        drop_tables(POSTGRES_URL, table_name)

@@ -44,6 +44,10 @@ def migrate(config: str | None, check: bool) -> None:
                 continue
             for before in database.prepare(migrate=True):
                 click.echo(f"{database.db_id}/{before.table}: {upgraded(before)}")
+            missing = database.search_by_meaning_missing()
+            if missing:
+                click.echo(f"{database.db_id}: search by meaning is unavailable: {missing}; "
+                           "everything else works", err=True)
     if behind:
         families = "family" if behind == 1 else "families"
         raise CommandFailed(f"{behind} table {families} to upgrade or repair; run `mnemo migrate`")
