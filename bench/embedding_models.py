@@ -16,9 +16,10 @@ The corpus is bench/recall.py's: the labelled memories, each labelled user's dis
 the benchmark data set, and (for the word rank's statistics) every other user's. Every question
 is ranked against its own user's memories only, by cosine: ``semantic``. ``hybrid`` fuses that
 rank with a BM25 word rank by weighted reciprocal rank fusion as Mnemo's hybrid mode does; the
-word rank here is computed in Python over the same words (two letters or more, case-folded, any
-word matching) with SQLite FTS5's BM25 constants, so it follows the server's ranking without
-being it. ``hybrid, content words`` leaves the question's function words out of the word rank.
+word rank here is computed in Python over the same words (two letters or more, case-folded,
+Mnemo's stop words and the words held by more than its share of the corpus left out) with
+SQLite FTS5's BM25 constants, so it follows the server's ranking without being it.
+``hybrid, every word`` counts every word of the question, as Mnemo did before.
 """
 
 from __future__ import annotations
@@ -40,11 +41,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recall import DATASET_SCRIPT, LIMIT, STOPWORDS, Scores, load_set, score  # noqa: E402
 from recall import corpus as build_corpus  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from storage.stopwords import STOPWORDS as MNEMO_STOPWORDS  # noqa: E402
+
 # Mnemo's hybrid ranking, as storage/vectors.py has it: the fusion's constant, the words that
 # count (two letters or more), and how much the word rank weighs beside the rank by meaning.
 RRF_K = 60
 WORD = re.compile(r"\w\w+")
 WORDS_WEIGHT = 0.5
+COMMON_WORD_SHARE, COMMON_WORD_FLOOR = 0.05, 10
 BATCH = 64
 # SQLite FTS5's bm25() defaults.
 K1, B = 1.2, 0.75
@@ -125,9 +130,16 @@ class Words:
         n = len(self.docs)
         # FTS5 floors a negative IDF (a word in most rows) at a tiny positive number.
         self.idf = {w: max(math.log((n - f + 0.5) / (f + 0.5)), 1e-6) for w, f in frequency.items()}
+        bound = max(COMMON_WORD_FLOOR, int(COMMON_WORD_SHARE * n))
+        self.common = {w for w, f in frequency.items() if f > bound}
 
-    def rank(self, question: str, candidates: list[int], content_only: bool = False) -> list[int]:
-        words = set(WORD.findall(question.casefold())) - (STOPWORDS if content_only else set())
+    def rank(self, question: str, candidates: list[int], every_word: bool = False,
+             content_only: bool = False) -> list[int]:
+        words = set(WORD.findall(question.casefold()))
+        if content_only:
+            words -= STOPWORDS
+        elif not every_word:
+            words -= MNEMO_STOPWORDS | self.common
         scored = []
         for i in candidates:
             doc, length = self.docs[i], self.lengths[i]
@@ -177,18 +189,21 @@ def measure(name: str, size: int, words_weight: float) -> dict:
         one_ms.append((time.process_time() - started) * 1000)
 
     words = Words(texts)
-    modes = ("semantic", "hybrid", "words", "hybrid_content", "words_content", "semantic_alone")
+    modes = ("semantic", "hybrid", "words", "hybrid_every", "hybrid_content", "words_content",
+             "semantic_alone")
     ranked: dict[str, list[list[str]]] = {mode: [] for mode in modes}
     for question, vector in zip(labelled.questions, questions, strict=True):
         candidates = by_user[question.user_id]
         cosine = stored[candidates] @ vector
         by_meaning = [candidates[j] for j in np.argsort(-cosine, kind="stable")]
         by_words = words.rank(question.text, candidates)
+        by_every = words.rank(question.text, candidates, every_word=True)
         by_content = words.rank(question.text, candidates, content_only=True)
         # The same rank among the user's labelled memories alone: what the distractors cost.
         alone = [i for i in by_meaning if rows[i]["memory"] in labelled.memories[question.user_id].values()]
         for mode, order in (("semantic", by_meaning), ("words", by_words), ("words_content", by_content),
                             ("hybrid", fuse(by_meaning, by_words, words_weight)),
+                            ("hybrid_every", fuse(by_meaning, by_every, words_weight)),
                             ("hybrid_content", fuse(by_meaning, by_content, words_weight)),
                             ("semantic_alone", alone)):
             ranked[mode].append([texts[i] for i in order[:LIMIT]])
@@ -202,20 +217,21 @@ def measure(name: str, size: int, words_weight: float) -> dict:
 
 
 def report(results: list[dict]) -> str:
-    lines = ["| model | dim | semantic R@1 / R@5 / MRR | hybrid R@1 / R@5 / MRR | hybrid, content words "
+    lines = ["| model | dim | semantic R@1 / R@5 / MRR | hybrid R@1 / R@5 / MRR | hybrid, every word "
              "R@1 / R@5 / MRR | semantic without distractors | load, CPU s | CPU ms/text, batches of 64 "
              "| CPU ms/question | package MiB | installed MiB |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         cells = " | ".join("{0.recall_1:.3f} / {0.recall_5:.3f} / {0.mrr:.3f}".format(Scores(**r[mode]))
-                           for mode in ("semantic", "hybrid", "hybrid_content", "semantic_alone"))
+                           for mode in ("semantic", "hybrid", "hybrid_every", "semantic_alone"))
         lines.append(f"| {r['model']} | {r['dimension']} | {cells} | {r['load_s']:.2f} | {r['batch_ms']:.3f} "
                      f"| {r['one_ms']:.2f} | {r['package_mib']:,.0f} | {r['install_mib']:,.0f} |")
     if results:
         w, c = Scores(**results[0]["words"]), Scores(**results[0]["words_content"])
-        lines += ["", f"The word rank alone: recall@1 {w.recall_1:.3f}, recall@5 {w.recall_5:.3f}, "
+        lines += ["", f"The word rank alone (Mnemo's words): recall@1 {w.recall_1:.3f}, "
+                      f"recall@5 {w.recall_5:.3f}, "
                       f"MRR {w.mrr:.3f}; "
-                      f"with function words left out of the question: {c.recall_1:.3f}, {c.recall_5:.3f}, "
+                      f"with only recall.py's function words left out: {c.recall_1:.3f}, {c.recall_5:.3f}, "
                       f"{c.mrr:.3f}."]
     return "\n".join(lines)
 

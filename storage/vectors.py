@@ -25,6 +25,7 @@ from .database import WRITES, writer_turn
 from .locks import UserLocks
 from .model import Memory, utcnow
 from .schema import MemoryTables, postgresql_words_vector
+from .stopwords import STOPWORDS
 from .vector_extensions import (
     PGVECTOR_MISSING,
     SQLITE_VEC_MISSING,
@@ -46,6 +47,15 @@ WORD = re.compile(r"\w\w+")
 # How much a rank by words counts in hybrid search beside the same rank by meaning: questions
 # rarely share their answer's words, and the words they do share are often the common ones.
 WORDS_WEIGHT = 0.5
+# A question word found in more than this share of the family's memories is left out of the
+# word rank, whatever the language: fusion counts ranks, not how rare the shared word is, so a
+# word that many memories hold would lift whichever of them it matches as high as a rare word
+# lifts its one memory. In a family of fewer than COMMON_WORD_FLOOR / COMMON_WORD_SHARE
+# memories, no word is common: in a few memories, a word held by two of them still tells them
+# from the rest. PERFORMANCE.md ("Recall by meaning") has the figures and how little they move
+# with the share.
+COMMON_WORD_SHARE = 0.05
+COMMON_WORD_FLOOR = 10
 
 
 class Embedder(Protocol):
@@ -313,21 +323,48 @@ class VectorStore:
 
     def by_words(self, conn: sa.Connection, question: str, filters: Filters) -> list[Ranked]:
         """The memories that match ``filters`` and share a word with ``question``, best
-        BM25-style rank first (at most RANKED_DEPTH)."""
-        words = list(dict.fromkeys(WORD.findall(question.casefold())))
+        BM25-style rank first (at most RANKED_DEPTH). The question's function words and the
+        family's common words do not count: they match memories without telling them apart."""
+        words = [word for word in dict.fromkeys(WORD.findall(question.casefold())) if word not in STOPWORDS]
+        words = self._uncommon(conn, words)
         if not words:
             return []
-        parameters = {**filters.parameters(), "depth": RANKED_DEPTH}
-        if self._dialect == "postgresql":
-            parameters["words"] = " | ".join(f"'{word}'" for word in words)
-        else:
-            parameters["words"] = " OR ".join(f'"{word}"' for word in words)
+        either = " | " if self._dialect == "postgresql" else " OR "
+        parameters = {**filters.parameters(), "depth": RANKED_DEPTH,
+                      "words": either.join(map(self._term, words))}
         rows = conn.execute(self._statement("by_words", filters.shape(), None), parameters).all()
         # SQLite's bm25 is lower for better matches; PostgreSQL's ts_rank_cd, higher.
         sign = -1.0 if self._dialect == "sqlite" else 1.0
         ranked = sorted(((sign * float(rank), memory_id) for memory_id, rank in rows),
                         key=lambda pair: (-pair[0], pair[1]))
         return [Ranked(memory_id, score) for score, memory_id in ranked]
+
+    def _term(self, word: str) -> str:
+        """``word`` as the word index's query language quotes it (a word holds no quote)."""
+        return f"'{word}'" if self._dialect == "postgresql" else f'"{word}"'
+
+    def _uncommon(self, conn: sa.Connection, words: list[str]) -> list[str]:
+        """``words`` less those held by more than COMMON_WORD_SHARE of the family's memories.
+        Each word's memories are counted only up to that bound, through the word index, so a
+        common word costs at most as many index entries as the bound."""
+        if not words:
+            return words
+        bound = max(COMMON_WORD_FLOOR, int(COMMON_WORD_SHARE * self._family_size(conn)))
+        statement = self._statement("word_count", Filters().shape(), None)
+        return [word for word in words if conn.execute(
+            statement, {"word": self._term(word), "bound": bound + 1}).scalar_one() <= bound]
+
+    def _family_size(self, conn: sa.Connection) -> int:
+        """How many memories the family holds: exactly on SQLite (a count of its smallest
+        index); on PostgreSQL, the planner's estimate once the table has been analysed (a
+        count there reads the whole table), an exact count before."""
+        memories = self._engine.dialect.identifier_preparer.quote(self.tables.name)
+        if self._dialect == "postgresql":
+            planned = sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)")
+            estimate = conn.execute(planned, {"name": memories}).scalar_one()
+            if estimate >= 0:
+                return int(estimate)
+        return conn.execute(sa.text(f"SELECT count(*) FROM {memories}")).scalar_one()
 
     def _statement(self, kind: str, shape: tuple, dimension: int | None) -> sa.TextClause:
         key = (kind, shape, dimension)
@@ -346,6 +383,15 @@ class VectorStore:
                       (("user_id", has_user), ("agent_id", has_agent), ("team_id", has_team)) if present]
         conditions += [f"EXISTS (SELECT 1 FROM {topics} t WHERE t.memory_id = m.memory_id "
                        f"AND t.topic = :topic_{position})" for position in range(topic_count)]
+        if kind == "word_count":
+            if self._dialect == "postgresql":
+                search = quote(f"{name}_search")
+                matches = (f"SELECT 1 FROM {search} s WHERE {postgresql_words_vector('s.memory_folded')} "
+                           f"@@ to_tsquery('simple'::regconfig, :word)")
+            else:
+                words_table = quote(f"{name}_words")
+                matches = f"SELECT 1 FROM {words_table} WHERE {words_table} MATCH :word"
+            return sa.text(f"SELECT count(*) FROM ({matches} LIMIT :bound) AS matches")
         if kind == "nearest":
             if self._dialect == "postgresql":
                 distance = (f"(v.embedding::vector({dimension})) <=> "

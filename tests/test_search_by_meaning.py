@@ -14,6 +14,7 @@ from mnemo.app import create_app
 from mnemo.config import JwtConfig
 from mnemo.embeddings import WordLlamaEmbedder
 from storage import Catalog, Database
+from storage.vectors import Filters
 
 from .conftest import DB_ID, POSTGRES_URL, drop_tables, make_settings
 from .pgvector_server import pgvector_server
@@ -339,3 +340,21 @@ def test_mnemo_migrate_says_what_search_by_meaning_lacks_on_a_postgresql_without
         assert "search by meaning is unavailable" in err and "pgvector" in err
     finally:
         drop_tables(POSTGRES_URL, table_name)
+
+
+def test_the_word_rank_leaves_out_function_words_and_words_common_to_the_family(meaning):
+    client, repository = meaning
+    routine = [f"Ben's weekly report number {n} went out on time" for n in range(12)]
+    remember(client, [*BEN, "Does his calculations in Python", *routine])
+    vectors = repository.vectors
+    with vectors._engine.connect() as conn:
+        def matched(question):
+            return {item.memory_id for item in vectors.by_words(conn, question, Filters(user_id="ben"))}
+        # "does" and "his" are all this question shares with the Python memory.
+        assert matched("what does he do with his evenings?") == set()
+        # "report" is held by 12 of the family's 18 memories; "cello" by one.
+        assert matched("did the report mention the cello?") == {
+            item["memory_id"] for item in ask(client, "cello", "substring")["data"]}
+        assert len(matched("report")) == 0
+        # Below the bound a shared word still counts, function word or not in other languages.
+        assert len(matched("orchestra")) == 1
