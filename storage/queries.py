@@ -39,6 +39,16 @@ def search_phrase(needle: str) -> str:
     return '"' + needle.replace('"', '""') + '"'
 
 
+def count_of_every_memory(tables: MemoryTables) -> sa.Select:
+    """How many memories the family holds, from the per-user summaries (one row per user) and
+    the memories of no user (through the user index), without reading the memories."""
+    m, s = tables.memories, tables.user_stats
+    return sa.select(
+        sa.select(sa.func.coalesce(sa.func.sum(s.c.total_memories), 0)).scalar_subquery()
+        + sa.select(sa.func.count()).select_from(m).where(m.c.user_id.is_(None)).scalar_subquery()
+    )
+
+
 def topic_parameter(position: int) -> str:
     return f"topic_{position}"
 
@@ -82,11 +92,7 @@ class ListStatements:
         self._columns = columns
         self._built: dict[tuple, sa.Select] = {}
         self._lock = threading.Lock()
-        m, s = self._m, tables.user_stats
-        self.count_all = sa.select(
-            sa.select(sa.func.coalesce(sa.func.sum(s.c.total_memories), 0)).scalar_subquery()
-            + sa.select(sa.func.count()).select_from(m).where(m.c.user_id.is_(None)).scalar_subquery()
-        )
+        self.count_all = count_of_every_memory(tables)
 
     @staticmethod
     def parameters(exact: dict[str, str], topics: list[str], needle: str | None, limit: int,

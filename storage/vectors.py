@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .database import WRITES, writer_turn
 from .locks import UserLocks
 from .model import Memory, utcnow
+from .queries import count_of_every_memory
 from .schema import MemoryTables, postgresql_words_vector
 from .stopwords import STOPWORDS
 from .vector_extensions import (
@@ -152,6 +153,7 @@ class VectorStore:
         self._still_queued = self._backlog.where(
             q.c.memory_id.in_(sa.bindparam("memory_ids", expanding=True)))
         self._statements: dict[tuple, sa.TextClause] = {}
+        self._count_all = count_of_every_memory(tables)
 
     # -- writes, inside a writer's transaction -------------------------------------------------
 
@@ -355,16 +357,7 @@ class VectorStore:
             statement, {"word": self._term(word), "bound": bound + 1}).scalar_one() <= bound]
 
     def _family_size(self, conn: sa.Connection) -> int:
-        """How many memories the family holds: exactly on SQLite (a count of its smallest
-        index); on PostgreSQL, the planner's estimate once the table has been analysed (a
-        count there reads the whole table), an exact count before."""
-        memories = self._engine.dialect.identifier_preparer.quote(self.tables.name)
-        if self._dialect == "postgresql":
-            planned = sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)")
-            estimate = conn.execute(planned, {"name": memories}).scalar_one()
-            if estimate >= 0:
-                return int(estimate)
-        return conn.execute(sa.text(f"SELECT count(*) FROM {memories}")).scalar_one()
+        return conn.execute(self._count_all).scalar_one()
 
     def _statement(self, kind: str, shape: tuple, dimension: int | None) -> sa.TextClause:
         key = (kind, shape, dimension)
