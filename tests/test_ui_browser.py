@@ -8,6 +8,7 @@ the test run's temporary folder, or to ``MNEMO_UI_SCREENSHOTS`` when it names a 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -32,11 +33,11 @@ TIMEOUT_MS = 5000
 REFUSED_LOAD = "Failed to load resource: the server responded with a status of"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ui-server")
+def serve_ui(folder: Path, **settings: str):
+    """A ``mnemo serve`` over a SQLite file in ``folder``; yields its base URL, then checks its log."""
     env = server_env(MNEMO_DATABASE_URL=f"sqlite:///{folder}/memories.db", MNEMO_SECURITY_KEY=KEY,
-                     MNEMO_JWT_VERIFICATION_KEY=rsa_keys().public_pem, MNEMO_VALIDATE_RESPONSES="true")
+                     MNEMO_JWT_VERIFICATION_KEY=rsa_keys().public_pem, MNEMO_VALIDATE_RESPONSES="true",
+                     **settings)
     process, base = start_server([*mnemo_command(), "serve", "--port", "{port}", "--workers", "1"], env,
                                  cwd=folder)
     yield base
@@ -45,6 +46,17 @@ def server(tmp_path_factory):
     # The key and tokens travel in a header only: no log line may ever hold them.
     assert KEY not in log
     assert "eyJ" not in log
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The server most tests share: search by meaning with the default, bundled model."""
+    yield from serve_ui(tmp_path_factory.mktemp("ui-server"))
+
+
+@pytest.fixture(scope="module")
+def server_without_embeddings(tmp_path_factory):
+    yield from serve_ui(tmp_path_factory.mktemp("ui-server-no-embeddings"), MNEMO_EMBEDDINGS="none")
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +104,13 @@ class Problems:
 def open_page(browser, server):
     contexts = []
 
-    def open_(width=1280, height=860, color_scheme="light"):
+    def open_(width=1280, height=860, color_scheme="light", base=None):
         context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
         page.problems = Problems(page)
-        page.goto(server + "/ui")
+        page.goto((base or server) + "/ui")
         return page
 
     yield open_
@@ -347,38 +359,104 @@ def test_memory_text_is_shown_as_text_never_as_markup(open_page, api):
     # Problems (the fixture) fails the test if an alert dialog opened.
 
 
-def test_the_search_mode_switch_sends_a_ranked_mode_and_shows_scores_or_the_refusal(open_page, api):
+QUESTION = "can I suggest a salmon dish?"
+ANSWER = "Ben is vegetarian and avoids fish as well"
+# None of these shares a word with QUESTION or speaks of food, so both rankings put ANSWER first.
+OTHERS = ("Ben lives in Lyon", "Ben plays the cello on Sundays", "Ben works nights as a nurse",
+          "Ben's sister is called Ana", "Ben prefers trains to planes", "Ben collects old maps",
+          "Ben is learning Portuguese", "Ben runs every Tuesday", "Ben's birthday is in March",
+          "Ben drives a blue van", "Ben reads crime novels")
+
+
+def search_by(page, mode, question=None, limit=None):
+    if question is not None:
+        page.get_by_label("Search", exact=True).fill(question)
+    page.get_by_label("Search by").select_option(mode)
+    if limit is not None:
+        page.get_by_label("Per page").select_option(limit)
+    page.get_by_role("button", name="Apply").click()
+
+
+def test_a_search_by_meaning_shows_the_answer_first_with_its_score_and_pages_the_ranking(
+        open_page, api, screenshots):
     user = user_id()
-    create(api, "Enjoys hiking in the Alps", user)
+    for text in (*OTHERS, ANSWER):
+        create(api, text, user, topics=["ben"])
     page = open_page()
     sign_in(page)
     sent = []
     page.on("request", lambda request: "/memories?" in request.url and sent.append(request.url))
-    page.get_by_label("Search", exact=True).fill("hiking")
     filter_by_user(page, user)
-    expect(rows(page)).to_have_count(1)
+    expect(rows(page)).to_have_count(12)
     assert "search_mode" not in sent[-1]
+
+    def ranking(mode, page_number=1):
+        answer = api.get("/memories", params={"user_id": user, "search_mode": mode,
+                                              "search_content": QUESTION, "limit": 10, "page": page_number})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["data"]
+
+    for mode in ("semantic", "hybrid"):
+        search_by(page, mode, QUESTION, limit="10")
+        expect(page.locator("table.memories caption")).to_have_text("12 memories ranked, page 1 of 2")
+        expect(rows(page).first.locator("td.text")).to_have_text(ANSWER)
+        expect(page.locator("table.memories thead th.score")).to_have_text("Score")
+        # The API's scores, best first, to three decimals.
+        scores = [f"{memory['score']:.3f}" for memory in ranking(mode)]
+        expect(rows(page).locator("td.score")).to_have_text(scores)
+        assert f"search_mode={mode}" in sent[-1] and "sort_by" not in sent[-1]
+        # Dates cannot reorder a ranking: the sort buttons say so rather than doing nothing.
+        for name in ("Updated: sort", "Created: sort"):
+            sort = page.get_by_role("button", name=name)
+            expect(sort).to_be_disabled()
+            expect(sort).to_have_accessible_description(re.compile("Sorting by date does not apply"))
+        expect(page.locator("#rank-hint")).to_be_visible()
+    page.screenshot(path=screenshots / "ui-ranked.png")
+
+    # Page 2 continues the same ranking: the two memories page 1 left out.
+    first_page = rows(page).locator("td.text").all_inner_texts()
+    page.get_by_role("button", name="Next page").click()
+    expect(page.locator("table.memories caption")).to_have_text("12 memories ranked, page 2 of 2")
+    second_page = [memory["memory"] for memory in ranking("hybrid", 2)]
+    expect(rows(page).locator("td.text")).to_have_text(second_page)
+    assert sorted(first_page + second_page) == sorted((*OTHERS, ANSWER))
+    assert "page=2" in sent[-1] and "search_mode=hybrid" in sent[-1]
+
+    # Back to substring: a filter again, sortable, without scores.
+    search_by(page, "substring", "Ben is")
+    expect(page.locator("table.memories caption")).to_have_text("2 memories, page 1 of 1")
     expect(page.locator("table.memories thead")).not_to_contain_text("Score")
+    expect(page.locator("#rank-hint")).to_have_count(0)
+    expect(page.get_by_role("button", name="Created: sort newest first")).to_be_enabled()
+    assert "search_mode" not in sent[-1]
 
-    # A ranked answer, as the API gives it once search by meaning is configured: scored, best first.
-    def ranked(route):
-        memory = api.get("/memories", params={"user_id": user}).json()["data"][0]
-        meta = {"page": 1, "limit": 20, "total_pages": 1, "total_count": 1}
-        route.fulfill(json={"data": [{**memory, "score": 0.8734}], "meta": meta})
-    page.route("**/memories?*search_mode=semantic*", ranked)
-    page.get_by_label("Search by").select_option("semantic")
-    page.get_by_role("button", name="Apply").click()
-    expect(rows(page).first.locator("td.score")).to_have_text("0.873")
-    expect(page.locator("table.memories thead")).to_contain_text("Score")
-    assert "search_mode=semantic" in sent[-1]
+    # A ranked mode needs a question: the API says so and the page shows it.
+    refusal = api.get("/memories", params={"search_mode": "semantic"}).json()
+    assert refusal["error_code"] == "SEARCH_QUESTION_REQUIRED"
+    search_by(page, "semantic", "")
+    expect(page.get_by_role("alert")).to_have_text(refusal["detail"])
 
-    # Without search by meaning configured, the API refuses; the page shows its detail.
-    page.route("**/memories?*search_mode=hybrid*", lambda route: route.fulfill(
-        status=400, json={"detail": "Search by meaning is not configured", "error_code": "BAD_REQUEST"}))
-    page.get_by_label("Search by").select_option("hybrid")
-    page.get_by_role("button", name="Apply").click()
-    expect(page.get_by_role("alert")).to_have_text("Search by meaning is not configured")
-    assert "search_mode=hybrid" in sent[-1]
+
+def test_with_embeddings_off_a_search_by_meaning_shows_the_apis_refusal(open_page, server_without_embeddings):
+    with httpx.Client(base_url=server_without_embeddings,
+                      headers={"Authorization": f"Bearer {KEY}"}) as client:
+        refusal = client.get("/memories", params={"search_mode": "hybrid", "search_content": QUESTION})
+        created = client.post("/memories", json={"memory": ANSWER, "user_id": "ben"})
+    assert refusal.status_code == 400 and refusal.json()["error_code"] == "EMBEDDINGS_OFF"
+    assert created.status_code == 200
+    page = open_page(base=server_without_embeddings)
+    sign_in(page)
+    for mode in ("semantic", "hybrid"):
+        asked = f"search_mode={mode}"
+        with page.expect_response(lambda response, asked=asked: asked in response.url) as answer:
+            search_by(page, mode, QUESTION)
+        assert answer.value.status == 400
+        expect(page.get_by_role("alert")).to_have_text(refusal.json()["detail"])
+        expect(page.locator("table.memories")).to_have_count(0)
+    # Substring search still works on that server.
+    search_by(page, "substring", "fish")
+    expect(rows(page).locator("td.text")).to_have_text([ANSWER])
+    expect(page.get_by_role("alert")).to_be_empty()
 
 
 def test_a_refused_database_choice_shows_the_apis_detail(open_page):
@@ -478,6 +556,9 @@ def test_the_accessibility_scan_finds_nothing_serious(open_page, api, color_sche
     filter_by_user(page, user)
     rows(page).first.get_by_role("button", name="Edit").click()
     found["memories, editing"] = serious(axe.run(page).response["violations"])
+    search_by(page, "hybrid", "Which languages does this user know?")
+    expect(rows(page).locator("td.score")).to_have_count(1)
+    found["memories, ranked"] = serious(axe.run(page).response["violations"])
     page.goto(page.url.split("#")[0] + f"#/history/{memory['memory_id']}")
     expect(page.locator("ol.timeline > li")).to_have_count(2)
     found["history"] = serious(axe.run(page).response["violations"])

@@ -35,6 +35,11 @@ export function complain(error) {
   alertBox().replaceChildren(h("p", {}, error.message || String(error)));
 }
 
+/** Withdraw a refusal once a later question has been answered: it no longer describes the page. */
+export function unsay() {
+  alertBox().replaceChildren();
+}
+
 export function quiet() {
   statusBox().replaceChildren();
   alertBox().replaceChildren();

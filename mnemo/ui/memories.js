@@ -1,7 +1,7 @@
 // The table of memories: filters, search, paging, sorting, creating, editing and deleting.
 
 import { call, path } from "./api.js";
-import { complain, confirmAction, field, h, say, splitTopics, topicList, when } from "./dom.js";
+import { complain, confirmAction, field, h, say, splitTopics, topicList, unsay, when } from "./dom.js";
 
 // What the table shows; kept while the person moves between sections.
 export const listing = {
@@ -9,6 +9,11 @@ export const listing = {
   page: 1, limit: 20, sort_by: "updated_at", sort_order: "desc",
 };
 const selected = new Set();
+const RANKED = {
+  semantic: "Ranked by meaning, best first; the score is how close in meaning (cosine similarity, -1 to 1).",
+  hybrid: "Ranked by meaning and shared words, best first; the score is 0 to 1 (1 is first in both rankings).",
+};
+let loads = 0;
 const PHONE = matchMedia("(max-width: 40rem)");
 let container;
 
@@ -72,34 +77,45 @@ async function applyFilters(event) {
 function query() {
   const f = listing.filters;
   const q = { user_id: f.user_id, agent_id: f.agent_id, team_id: f.team_id, topics: splitTopics(f.topics),
-              search_content: f.search_content, page: listing.page, limit: listing.limit,
-              sort_by: listing.sort_by, sort_order: listing.sort_order };
-  // Substring is the API's default: the parameter goes only with a ranked mode.
-  if (f.search_mode !== "substring") q.search_mode = f.search_mode;
+              search_content: f.search_content, page: listing.page, limit: listing.limit };
+  // Substring is the API's default: the parameter goes only with a ranked mode, whose order is
+  // the ranking's own (the API ignores sort_by there).
+  if (f.search_mode in RANKED) q.search_mode = f.search_mode;
+  else Object.assign(q, { sort_by: listing.sort_by, sort_order: listing.sort_order });
   return q;
 }
 
 async function load() {
   const box = container.querySelector("#table-box");
+  const asked = ++loads;
+  const mode = listing.filters.search_mode;
   let page;
   try {
     ({ data: page } = await call("GET", "memories", { query: query() }));
   } catch (error) {
+    if (asked !== loads) return;
     box.replaceChildren();
     complain(error);
     return;
   }
+  // An answer overtaken by a later question (say, the first listing still on its way when a
+  // search is applied) must not replace that question's answer.
+  if (asked !== loads) return;
+  unsay();
   selected.clear();
   updateSelection();
-  box.replaceChildren(table(page), pager(page.meta));
+  box.replaceChildren(mode in RANKED
+    ? h("p", { class: "hint", id: "rank-hint" }, RANKED[mode],
+        " Sorting by date does not apply; at most the best 1000 memories are ranked.")
+    : "", table(page, mode in RANKED), pager(page.meta));
 }
 
-function sortHeader(label, field) {
+function sortHeader(label, field, ranked) {
   const active = listing.sort_by === field;
-  const ranked = listing.filters.search_mode !== "substring";
   const next = active && listing.sort_order === "desc" ? "asc" : "desc";
   return h("th", { scope: "col", "aria-sort": active && !ranked ? (listing.sort_order === "desc" ? "descending" : "ascending") : false },
-    h("button", { type: "button", class: "sort", disabled: ranked,
+    h("button", { type: "button", class: "sort", disabled: ranked, "aria-describedby": ranked && "rank-hint",
+                  title: ranked && "Sorting does not apply to a ranked search",
                   "aria-label": `${label}: sort ${next === "desc" ? "newest" : "oldest"} first`,
                   onclick: async () => {
                     listing.sort_by = field;
@@ -110,8 +126,7 @@ function sortHeader(label, field) {
       label, active && !ranked ? (listing.sort_order === "desc" ? " ↓" : " ↑") : ""));
 }
 
-function table(page) {
-  const scored = page.data.some((memory) => typeof memory.score === "number");
+function table(page, ranked) {
   const all = h("input", { type: "checkbox", "aria-label": "Select every memory on this page",
                            onchange: (event) => {
                              for (const box of container.querySelectorAll("tbody input[type=checkbox]")) {
@@ -120,25 +135,34 @@ function table(page) {
                              }
                            } });
   const { total_count: total, page: number, total_pages: pages } = page.meta;
+  const columns = ranked ? 10 : 9;
   return h("table", { class: "memories" },
-    h("caption", {}, total === undefined ? "Memories" :
-      `${total} ${total === 1 ? "memory" : "memories"}, page ${number} of ${Math.max(pages, 1)}`),
+    h("caption", {}, total === undefined ? "Memories" : `${total} ${total === 1 ? "memory" : "memories"}`
+      + `${ranked ? " ranked" : ""}, page ${number} of ${Math.max(pages, 1)}`),
     h("thead", {}, h("tr", {},
       h("th", { scope: "col" }, all),
       h("th", { scope: "col" }, "Memory"),
-      scored && h("th", { scope: "col" }, "Score"),
+      ranked && h("th", { scope: "col", class: "score", "aria-sort": "descending" }, "Score"),
       h("th", { scope: "col" }, "Topics"),
       h("th", { scope: "col" }, "User"),
       h("th", { scope: "col" }, "Agent / team"),
-      sortHeader("Updated", "updated_at"),
-      sortHeader("Created", "created_at"),
+      sortHeader("Updated", "updated_at", ranked),
+      sortHeader("Created", "created_at", ranked),
       h("th", { scope: "col" }, "Actions"))),
     h("tbody", {}, page.data.length === 0
-      ? h("tr", {}, h("td", { colspan: 9, class: "empty" }, "No memories match."))
-      : page.data.map((memory) => row(memory, scored))));
+      ? h("tr", {}, h("td", { colspan: columns, class: "empty" }, "No memories match."))
+      : page.data.map((memory) => row(memory, ranked))));
 }
 
-function row(memory, scored) {
+// Three decimals: hybrid scores of neighbouring ranks differ by little (each rank adds 1/(60 + r)),
+// so two would show ties that are not there. The exact value is the cell's title.
+function formatScore(score) {
+  if (typeof score !== "number") return "—";
+  const text = score.toFixed(3);
+  return Number(text) === 0 ? "0.000" : text;
+}
+
+function row(memory, ranked) {
   const short = memory.memory.length > 40 ? `${memory.memory.slice(0, 40)}…` : memory.memory;
   const tr = h("tr", { "data-id": memory.memory_id },
     h("td", { "data-label": "Select" }, h("input", {
@@ -149,7 +173,8 @@ function row(memory, scored) {
         updateSelection();
       } })),
     h("td", { class: "text", "data-label": "Memory" }, memory.memory),
-    scored && h("td", { class: "score", "data-label": "Score" }, memory.score.toFixed(3)),
+    ranked && h("td", { class: "score", "data-label": "Score",
+                        title: typeof memory.score === "number" && String(memory.score) }, formatScore(memory.score)),
     h("td", { "data-label": "Topics" }, topicList(memory.topics)),
     h("td", { "data-label": "User" }, memory.user_id
       ? h("a", { href: `#/users/${encodeURIComponent(memory.user_id)}` }, memory.user_id) : "—"),
@@ -210,7 +235,7 @@ async function edit(tr, listed) {
     complain(error);
     return;
   }
-  const cell = h("td", { colspan: 9, class: "editing" });
+  const cell = h("td", { colspan: tr.children.length, class: "editing" });
   const original = [...tr.children];
   const close = async (reload) => {
     if (reload) await load();
