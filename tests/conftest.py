@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -145,9 +146,13 @@ def start_server(command: list[str], env: dict, probe: str = "/health", cwd=None
     so stop_server reaches its workers too.
     """
     port = free_port()
+    # Its output goes to a file, not a pipe: a pipe nobody reads until the server stops fills up
+    # (64 KiB) and then blocks the server's next log line, and with it the server.
+    output = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process (ServerOutput.close)
     process = subprocess.Popen([part.replace("{port}", str(port)) for part in command],
-                               env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
                                start_new_session=True)
+    process.stdout = ServerOutput(output)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -160,6 +165,20 @@ def start_server(command: list[str], env: dict, probe: str = "/health", cwd=None
             time.sleep(0.1)
     stop_server(process)
     raise AssertionError(f"{command} did not start in time")
+
+
+class ServerOutput:
+    """What a server started by start_server has printed so far: ``read()`` gives all of it."""
+
+    def __init__(self, file):
+        self._file = file
+
+    def read(self) -> bytes:
+        self._file.seek(0)
+        return self._file.read()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def stop_server(process: subprocess.Popen) -> int:
