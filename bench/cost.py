@@ -32,6 +32,8 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# A question as agents ask one: most of its words are in no memory, "the" is in every one.
+QUESTION = b"search_content=What%20does%20the%20user%20do%20for%20a%20living%3F"
 
 
 def operations(url: str) -> dict[str, tuple[str, str, bytes, bytes]]:
@@ -55,6 +57,11 @@ def operations(url: str) -> dict[str, tuple[str, str, bytes, bytes]]:
         "search_content": ("GET", "/memories", b"search_content=python", b""),
         "user_memory_stats": ("GET", "/user_memory_stats", b"", b""),
         "memory_topics": ("GET", "/memory_topics", b"", b""),
+        # Search by meaning (embeddings on, the default): one user's memories, and everyone's.
+        "semantic_user": ("GET", "/memories", b"user_id=user-5&search_mode=semantic&" + QUESTION, b""),
+        "hybrid_user": ("GET", "/memories", b"user_id=user-5&search_mode=hybrid&" + QUESTION, b""),
+        "semantic_all": ("GET", "/memories", b"search_mode=semantic&" + QUESTION, b""),
+        "hybrid_all": ("GET", "/memories", b"search_mode=hybrid&" + QUESTION, b""),
     }
 
 

