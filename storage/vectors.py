@@ -391,9 +391,13 @@ class VectorStore:
                             f"CAST(:question AS vector({dimension}))")
             else:
                 distance = "vec_distance_cosine(v.embedding, :question)"
-            where = " AND ".join(conditions) or "TRUE"
+            if not conditions:
+                # Every vector is of a stored memory (its foreign key): with no filter, the
+                # memories need not be read at all, which SQLite's plan otherwise does first.
+                return sa.text(f"SELECT v.memory_id, {distance} AS distance FROM {vectors} v "
+                               f"ORDER BY distance LIMIT :depth")
             return sa.text(f"SELECT m.memory_id, {distance} AS distance FROM {vectors} v "
-                           f"JOIN {memories} m ON m.memory_id = v.memory_id WHERE {where} "
+                           f"JOIN {memories} m ON m.memory_id = v.memory_id WHERE {' AND '.join(conditions)} "
                            f"ORDER BY distance LIMIT :depth")
         if self._dialect == "postgresql":
             search = quote(f"{name}_search")
