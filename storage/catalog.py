@@ -156,6 +156,10 @@ class Catalog:
             raise UnknownTable(f"No database with id '{database.db_id}' has table '{table}'")
         return repository
 
+    def tables(self) -> dict[str, list[str]]:
+        """Each database's id and its memory tables' names, in configuration order."""
+        return {db_id: list(database.repositories) for db_id, database in self.databases.items()}
+
     def readiness(self) -> dict[str, bool]:
         """Database.ready for every database, by id."""
         return {db_id: database.ready() for db_id, database in self.databases.items()}

@@ -68,8 +68,8 @@ def test_spec_check_passes_mnemos_own_document_and_handlers(capsys):
     assert run_mnemo(["spec", "check"]) == 0
     out = capsys.readouterr().out
     assert "  ok               POST /memories -> handlers.memories.create_memory" in out
-    assert out.count("  ok  ") == 14
-    assert "every operation has a handler and every handler an operation (14 checked)" in out
+    assert out.count("  ok  ") == 15
+    assert "every operation has a handler and every handler an operation (15 checked)" in out
 
 
 def test_spec_check_lists_each_operation_without_a_handler_and_exits_1(extended, package, capsys):
