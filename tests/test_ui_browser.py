@@ -48,10 +48,18 @@ def serve_ui(folder: Path, **settings: str):
     assert "eyJ" not in log
 
 
+ARCHIVE = "archive_memories"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The server most tests share: search by meaning with the default, bundled model."""
-    yield from serve_ui(tmp_path_factory.mktemp("ui-server"))
+    """The server most tests share: search by meaning with the default, bundled model, and a
+    second memory table beside the default one, for the page to offer."""
+    folder = tmp_path_factory.mktemp("ui-server")
+    config = folder / "mnemo.toml"
+    config.write_text(f'[[databases]]\nid = "mnemo"\nurl = "sqlite:///{folder}/memories.db"\n'
+                      f'tables = ["mnemo_memories", "{ARCHIVE}"]\n')
+    yield from serve_ui(folder, MNEMO_CONFIG=str(config))
 
 
 @pytest.fixture(scope="module")
@@ -459,20 +467,45 @@ def test_with_embeddings_off_a_search_by_meaning_shows_the_apis_refusal(open_pag
     expect(page.get_by_role("alert")).to_be_empty()
 
 
-def test_a_refused_database_choice_shows_the_apis_detail(open_page):
+def test_the_database_and_table_are_chosen_from_the_servers_list(open_page, api):
+    user = user_id()
+    create(api, "Kept in the default table", user)
+    archived = api.post("/memories", params={"db_id": "mnemo", "table": ARCHIVE},
+                        json={"memory": "Kept in the archive", "user_id": user})
+    assert archived.status_code == 200, archived.text
     page = open_page()
     sign_in(page)
-    page.get_by_text("Database and table").click()
-    page.get_by_label("Table").fill("archive")
-    page.get_by_role("button", name="Use").click()
-    expect(page.get_by_role("alert")).to_contain_text("db_id")
-    page.get_by_label("Database (db_id)").fill("nowhere")
-    page.get_by_role("button", name="Use").click()
-    expect(page.get_by_role("alert")).to_contain_text("nowhere")
-    page.get_by_label("Database (db_id)").fill("")
-    page.get_by_label("Table").fill("")
-    page.get_by_role("button", name="Use").click()
-    expect(page.get_by_role("heading", name="Memories")).to_be_visible()
+    database, table = page.get_by_label("Database", exact=True), page.get_by_label("Table", exact=True)
+    expect(database.locator("option")).to_have_text(["mnemo"])
+    expect(database).to_have_value("mnemo")
+    expect(table.locator("option")).to_have_text(["mnemo_memories", ARCHIVE])
+    expect(table).to_have_value("mnemo_memories")
+    filter_by_user(page, user)
+    expect(rows(page).locator("td.text")).to_have_text(["Kept in the default table"])
+    # By keyboard: the list keeps the focus while the memories below follow the choice.
+    table.focus()
+    with page.expect_request(lambda asked: f"table={ARCHIVE}" in asked.url and "db_id=mnemo" in asked.url):
+        page.keyboard.press("ArrowDown")
+    expect(rows(page).locator("td.text")).to_have_text(["Kept in the archive"])
+    expect(table).to_be_focused()
+    # The choice holds for the tab's other requests and a reload; the default pair is sent unnamed.
+    page.reload()
+    expect(page.get_by_label("Table", exact=True)).to_have_value(ARCHIVE)
+    filter_by_user(page, user)
+    expect(rows(page).locator("td.text")).to_have_text(["Kept in the archive"])
+    with page.expect_request(lambda request: "/memories?" in request.url and "table=" not in request.url):
+        page.get_by_label("Table", exact=True).select_option("mnemo_memories")
+    expect(rows(page).locator("td.text")).to_have_text(["Kept in the default table"])
+
+
+def test_a_refused_list_of_databases_shows_the_apis_detail_and_keeps_the_default(open_page):
+    refusal = {"detail": "Insufficient scope: memories:read is required", "error_code": "FORBIDDEN"}
+    page = open_page()
+    page.route("**/databases", lambda route: route.fulfill(status=403, json=refusal))
+    sign_in(page)
+    expect(page.locator("#where-note")).to_contain_text(refusal["detail"])
+    expect(page.get_by_label("Database", exact=True)).to_be_hidden()
+    expect(rows(page).first).to_be_visible()
     expect(page.get_by_role("alert")).to_be_empty()
 
 

@@ -25,9 +25,9 @@ const root = new URL("../", document.baseURI);
 let onUnauthenticated = () => {};
 export function whenUnauthenticated(callback) { onUnauthenticated = callback; }
 
-function url(path, query) {
+function url(path, query, where) {
   const target = new URL(path, root);
-  const { db_id, table } = session.where;
+  const { db_id, table } = where;
   for (const [name, value] of Object.entries({ db_id, table, ...query })) {
     for (const item of Array.isArray(value) ? value : [value]) {
       if (item !== undefined && item !== null && item !== "") target.searchParams.append(name, item);
@@ -36,8 +36,9 @@ function url(path, query) {
   return target;
 }
 
-/** One API call: {data, etag}, or an ApiError carrying the API's own detail. */
-export async function call(method, path, { query, body, headers, token } = {}) {
+/** One API call: {data, etag}, or an ApiError carrying the API's own detail. ``where`` is the
+ * database and table it names: the tab's choice unless told otherwise. */
+export async function call(method, path, { query, body, headers, token, where = session.where } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers }, cache: "no-store",
                  credentials: "omit", referrerPolicy: "no-referrer" };
   const bearer = token ?? session.token;
@@ -48,7 +49,7 @@ export async function call(method, path, { query, body, headers, token } = {}) {
   }
   let response;
   try {
-    response = await fetch(url(path, query), init);
+    response = await fetch(url(path, query, where), init);
   } catch {
     throw new ApiError(0, "The server could not be reached", "NETWORK");
   }
