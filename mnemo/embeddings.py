@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from .upstream import upstream_message
+
 log = logging.getLogger("mnemo")
 
 WORDLLAMA_CONFIG = "l2_supercat"
@@ -36,8 +38,6 @@ WORDLLAMA_DIMENSION = 256
 # The most texts one request to an embeddings API carries: OpenAI takes up to 2048, but self-
 # hosted servers refuse far fewer (Hugging Face's text-embeddings-inference, 32 by default).
 DEFAULT_BATCH_SIZE = 64
-# How much of the server's own error message an EmbeddingUnavailable passes on.
-MAX_UPSTREAM_MESSAGE = 300
 # Seeds BLANK's direction; changing it moves every stored blank vector away from new ones.
 BLANK_SEED = b"mnemo: blank text"
 
@@ -205,7 +205,7 @@ class OpenAIEmbedder:
             raise EmbeddingUnavailable(f"the embeddings server could not be reached: {error}") from None
         if response.status_code >= 400:
             raise EmbeddingUnavailable(f"the embeddings server answered HTTP {response.status_code}"
-                                       + _upstream_message(response))
+                                       + upstream_message(response))
         vectors = self._vectors(response, len(texts))
         rows, unusable = _unit_rows(vectors)
         if unusable.any():
@@ -245,14 +245,3 @@ class OpenAIEmbedder:
         if len({vector.size for vector in vectors}) != 1:
             raise EmbeddingUnavailable("the embeddings server answered vectors of different lengths")
         return np.stack(vectors)
-
-
-def _upstream_message(response: httpx.Response) -> str:
-    """The server's own error message (OpenAI's ``{"error": {"message"}}``), if any."""
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, LookupError, TypeError):
-        return ""
-    if not isinstance(message, str) or not message.strip():
-        return ""
-    return ": " + " ".join(message.split())[:MAX_UPSTREAM_MESSAGE]

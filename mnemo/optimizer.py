@@ -18,6 +18,7 @@ from storage import Memory, MemoryRepository, unique_topics, utcnow
 
 from .api_errors import ApiError
 from .config import ModelConfig, openai_model_id
+from .upstream import upstream_message
 
 log = logging.getLogger("mnemo")
 
@@ -27,8 +28,6 @@ MAX_TOPICS = 50
 # Agno counts tokens with tiktoken when it is installed and otherwise estimates four characters
 # per token; Mnemo reports the estimate (tiktoken would have to download its tables).
 CHARACTERS_PER_TOKEN = 4
-# How much of the model server's own error message a 502 passes on.
-MAX_UPSTREAM_MESSAGE = 300
 
 INSTRUCTIONS = (
     "You keep the long-term memory an AI assistant has of one person. You receive numbered "
@@ -147,7 +146,7 @@ def summarize(config: ModelConfig, model: str, notes: list[str]) -> str:
         raise ModelFailed("The model server could not be reached") from None
     if response.status_code >= 400:
         raise ModelFailed(f"The model server answered HTTP {response.status_code}"
-                          + _upstream_message(response))
+                          + upstream_message(response))
     try:
         text = response.json()["choices"][0]["message"]["content"]
     except (ValueError, LookupError, TypeError):
@@ -161,15 +160,3 @@ def summarize(config: ModelConfig, model: str, notes: list[str]) -> str:
     if "\x00" in text:
         raise ModelFailed("The model's summary contains NUL characters")
     return text
-
-
-def _upstream_message(response: httpx.Response) -> str:
-    """The model server's own error message (OpenAI's ``{"error": {"message"}}``), if any."""
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, LookupError, TypeError):
-        return ""
-    if not isinstance(message, str) or not message.strip():
-        return ""
-    message = " ".join(message.split())[:MAX_UPSTREAM_MESSAGE]
-    return f": {message}"
