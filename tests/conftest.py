@@ -25,6 +25,8 @@ from mnemo.app import create_app
 from mnemo.config import DatabaseConfig, Settings
 from storage import Catalog, Database, Memory, migration
 
+from .fake_openai import EmbeddingReply, FakeOpenAI
+
 POSTGRES_URL = os.environ.get("MNEMO_TEST_POSTGRES_URL")
 NO_POSTGRES = "MNEMO_TEST_POSTGRES_URL is not set: PostgreSQL runs are skipped"
 DB_ID = "mnemo"
@@ -126,6 +128,22 @@ def stored_memory(memory_id: str, *, user_id="user-1", memory="text", topics=(),
 
 
 STARTUP_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def fake_openai_server():
+    """A fake OpenAI-compatible server on loopback (tests/fake_openai.py), for one test module."""
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake(fake_openai_server):
+    """The module's fake OpenAI-compatible server, its embeddings answer and requests reset."""
+    fake_openai_server.embedding_reply = EmbeddingReply()
+    fake_openai_server.requests.clear()
+    return fake_openai_server
 
 
 def free_port() -> int:

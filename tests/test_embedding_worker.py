@@ -29,18 +29,6 @@ MAX_BACKOFF_S = 0.2
 DEADLINE_S = 10
 
 
-@pytest.fixture(scope="module")
-def server():
-    fake = FakeOpenAI().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake(server):
-    server.embedding_reply = EmbeddingReply()
-    server.requests.clear()
-    return server
 
 
 @pytest.fixture

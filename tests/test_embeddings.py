@@ -203,18 +203,6 @@ def test_embed_takes_a_sequence_of_texts_not_one_text(wordllama):
 
 # -- An OpenAI-compatible server ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def server():
-    fake = FakeOpenAI().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake(server):
-    server.embedding_reply = EmbeddingReply()
-    server.requests.clear()
-    return server
 
 
 def embedder(fake: FakeOpenAI, **options) -> OpenAIEmbedder:
