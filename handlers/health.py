@@ -17,8 +17,7 @@ def ready():
     backlog = {}
     for db_id in [db_id for db_id, up in databases.items() if up]:
         try:
-            backlog[db_id] = {table: repository.embedding_backlog()
-                              for table, repository in catalog.databases[db_id].repositories.items()}
+            backlog[db_id] = catalog.embedding_backlog(db_id)
         except DatabaseUnavailable:  # it went down since it answered
             databases[db_id] = False
     body = {"databases": {db_id: "ok" if up else "unavailable" for db_id, up in databases.items()},

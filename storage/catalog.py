@@ -160,6 +160,11 @@ class Catalog:
         """Each database's id and its memory tables' names, in configuration order."""
         return {db_id: list(database.repositories) for db_id, database in self.databases.items()}
 
+    def embedding_backlog(self, db_id: str) -> dict[str, int]:
+        """How many memories of each of ``db_id``'s tables wait for an embedding."""
+        return {table: repository.embedding_backlog()
+                for table, repository in self.databases[db_id].repositories.items()}
+
     def readiness(self) -> dict[str, bool]:
         """Database.ready for every database, by id."""
         return {db_id: database.ready() for db_id, database in self.databases.items()}
